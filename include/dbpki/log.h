@@ -1,0 +1,39 @@
+/* log: what the admin sees.
+ *
+ * Human messages go to stderr (progress, warnings, errors); results that a
+ * script reads (inspect, status, JSON events) go to stdout.  Text that came
+ * from outside (node output, server messages, file contents) must pass
+ * through log_sanitize() before it is printed.
+ */
+#ifndef DBPKI_LOG_H
+#define DBPKI_LOG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+enum log_mode {
+	LOG_PLAIN, /* one line per event, for files and pipes */
+	LOG_TTY,   /* live progress lines on a terminal */
+	LOG_JSON,  /* one JSON object per line on stdout */
+};
+
+/* Choose the output mode; LOG_PLAIN or LOG_TTY is picked from isatty(2)
+ * unless json is set.  quiet drops info lines, verbose adds debug lines. */
+void log_init(int json, int quiet, int verbose);
+enum log_mode log_get_mode(void);
+
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Copy at most srclen bytes of untrusted text into dst (NUL-terminated,
+ * truncated to dstsz), escaping control bytes and non-ASCII as \xNN and
+ * keeping newlines only if keep_nl.  Returns dst. */
+char *log_sanitize(char *dst, size_t dstsz, const char *src, size_t srclen,
+    int keep_nl);
+
+/* Write s as a JSON string literal (with quotes) to f. */
+void log_json_string(FILE *f, const char *s);
+
+#endif

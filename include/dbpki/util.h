@@ -1,0 +1,74 @@
+/* util: safe local files, strict parsing of small values, secrets.
+ *
+ * Nothing here logs; failures are reported through struct dbpki_err.
+ */
+#ifndef DBPKI_UTIL_H
+#define DBPKI_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "dbpki/err.h"
+
+#define UTIL_MAX_INPUT (1024 * 1024) /* inventories, PEM files, playbooks */
+
+/* Flags for util_read_file(). */
+#define UTIL_RF_NOSYMLINK 0x1 /* refuse a symlink as the final component */
+#define UTIL_RF_NOTWRITABLE 0x2 /* refuse a file writable by group or others */
+#define UTIL_RF_PRIVATE 0x4 /* refuse a file readable by group or others */
+
+/* Read a whole regular file of at most max bytes into a NUL-terminated heap
+ * buffer.  *out is NULL on entry and set only on success; caller frees it
+ * (util_freezero() for secrets).  Checks are done on the open fd. */
+int util_read_file(const char *path, size_t max, int flags, char **out,
+    size_t *len, struct dbpki_err *e);
+
+/* Replace path atomically with buf: write a temporary file in the same
+ * directory created with exactly `mode` (O_EXCL, O_NOFOLLOW), fsync, rename
+ * over path, fsync the directory.  On failure path is untouched and the
+ * temporary file is gone. */
+int util_write_atomic(const char *path, const void *buf, size_t len,
+    mode_t mode, struct dbpki_err *e);
+
+/* Create path and any missing parents with mode.  An existing final
+ * directory must not be a symlink nor writable by group or others. */
+int util_mkdirs(const char *path, mode_t mode, struct dbpki_err *e);
+
+/* fsync the directory that contains path (or path itself if a directory). */
+int util_fsync_dir(const char *dir, struct dbpki_err *e);
+
+/* snprintf into out; returns -1 when the result would be truncated. */
+int util_fmt(char *out, size_t outsz, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Durations: "<n>s|m|h|d", e.g. 30d, 12h.  Returns 0 and seconds in *secs,
+ * -1 on anything else (no unit, sign, overflow, zero, above 100 years). */
+int util_parse_duration(const char *s, int64_t *secs);
+
+/* Whole decimal number in [min, max], nothing else on the line. */
+int util_parse_int(const char *s, long long min, long long max, long long *out);
+
+/* Validators for values that end up in names, certificates or node scripts. */
+int util_valid_hostname(const char *s); /* RFC 1123, <= 253 octets */
+int util_valid_ip(const char *s);       /* IPv4 or IPv6 literal */
+int util_valid_cidr(const char *s);     /* addr/prefix with a valid prefix */
+int util_valid_name(const char *s);     /* [A-Za-z0-9_.-]+, no "..", <= 63 */
+int util_valid_abspath(const char *s);  /* /[A-Za-z0-9_./@+:-]*, no "..", <= 1024 */
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void util_hex(const unsigned char *in, size_t n, char *out);
+
+/* Wipe memory the compiler may not optimise away. */
+void util_wipe(void *p, size_t n);
+/* Wipe then free; NULL is fine. */
+void util_freezero(void *p, size_t n);
+
+/* Seconds since the epoch, and a monotonic clock in milliseconds. */
+int64_t util_now(void);
+int64_t util_mono_ms(void);
+
+/* Format a UTC time as ISO 8601 ("2026-11-22T20:00:00Z"). */
+void util_iso8601(int64_t t, char out[32]);
+
+#endif

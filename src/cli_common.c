@@ -1,0 +1,40 @@
+#include "dbpki/cli.h"
+#include "dbpki/log.h"
+
+#include <stdlib.h>
+
+int
+cli_exit_code(int err)
+{
+	switch (err) {
+	case DBPKI_OK: return EXIT_DONE;
+	case DBPKI_E_USAGE:
+	case DBPKI_E_CONFIG: return EXIT_USAGE;
+	case DBPKI_E_VERIFY: return EXIT_VERIFY;
+	case DBPKI_E_NOCA: return EXIT_NOCA;
+	case DBPKI_E_LOCKED: return EXIT_LOCKED;
+	default: return EXIT_FAILED;
+	}
+}
+
+int
+cli_fail(const struct dbpki_err *e)
+{
+	log_error("%s", e->msg);
+	return cli_exit_code(e->code);
+}
+
+int
+cli_load_cluster(const char *path, struct dbpki_cluster *c)
+{
+	struct dbpki_err e;
+
+	if (path == NULL) {
+		log_error("no inventory given; use -c FILE (see dbpki --help)");
+		return EXIT_USAGE;
+	}
+	err_clear(&e);
+	if (cfg_load(path, c, &e) != 0)
+		return cli_fail(&e);
+	return 0;
+}

@@ -1,0 +1,445 @@
+#include "dbpki/util.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int
+util_fmt(char *out, size_t outsz, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(out, outsz, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= outsz)
+		return -1;
+	return 0;
+}
+
+static int
+check_stat(const char *path, const struct stat *st, size_t max, int flags,
+    struct dbpki_err *e)
+{
+	if (!S_ISREG(st->st_mode))
+		return err_set(e, DBPKI_E_CONFIG, "%s: not a regular file", path);
+	if ((flags & UTIL_RF_NOTWRITABLE) && (st->st_mode & 022))
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: writable by group or others (mode %04o); run: chmod go-w %s",
+		    path, (unsigned)(st->st_mode & 07777), path);
+	if ((flags & UTIL_RF_PRIVATE) && (st->st_mode & 077))
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: accessible by group or others (mode %04o); run: chmod 600 %s",
+		    path, (unsigned)(st->st_mode & 07777), path);
+	if ((size_t)st->st_size > max)
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: too large (%lld bytes, at most %zu)", path,
+		    (long long)st->st_size, max);
+	return 0;
+}
+
+int
+util_read_file(const char *path, size_t max, int flags, char **out,
+    size_t *len, struct dbpki_err *e)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	ssize_t n;
+	int fd, r;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC |
+	    ((flags & UTIL_RF_NOSYMLINK) ? O_NOFOLLOW : 0));
+	if (fd == -1) {
+		if (errno == ELOOP)
+			return err_set(e, DBPKI_E_CONFIG,
+			    "%s: is a symbolic link; give the real file", path);
+		return err_sys(e, "cannot open %s", path);
+	}
+	if (fstat(fd, &st) == -1) {
+		r = err_sys(e, "cannot stat %s", path);
+		goto out;
+	}
+	if ((r = check_stat(path, &st, max, flags, e)) != 0)
+		goto out;
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+		r = err_set(e, DBPKI_E_NOMEM, "out of memory reading %s", path);
+		goto out;
+	}
+	/* Read up to max+1 so a file that grows after fstat is still caught. */
+	while (got <= (size_t)st.st_size) {
+		n = read(fd, buf + got, (size_t)st.st_size + 1 - got);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			r = err_sys(e, "cannot read %s", path);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got > (size_t)st.st_size) {
+		r = err_set(e, DBPKI_E_CONFIG, "%s: changed while reading", path);
+		goto out;
+	}
+	buf[got] = '\0';
+	*out = buf;
+	buf = NULL;
+	if (len != NULL)
+		*len = got;
+	r = 0;
+out:
+	if (buf != NULL)
+		util_freezero(buf, (size_t)st.st_size + 1);
+	close(fd);
+	return r;
+}
+
+static int
+split_dir(const char *path, char *dir, size_t dirsz, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL) {
+		if (util_fmt(dir, dirsz, ".") != 0)
+			return -1;
+		*base = path;
+		return 0;
+	}
+	if (slash == path)
+		return util_fmt(dir, dirsz, "/") == 0 ? (*base = slash + 1, 0) : -1;
+	if ((size_t)(slash - path) >= dirsz)
+		return -1;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	*base = slash + 1;
+	return 0;
+}
+
+int
+util_fsync_dir(const char *dir, struct dbpki_err *e)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd == -1)
+		return err_sys(e, "cannot open directory %s", dir);
+	if (fsync(fd) == -1) {
+		close(fd);
+		return err_sys(e, "cannot fsync directory %s", dir);
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+open_temp(const char *dir, const char *base, mode_t mode, char *tmp,
+    size_t tmpsz)
+{
+	unsigned char rnd[8];
+	char hex[17];
+	int fd, tries;
+
+	for (tries = 0; tries < 16; tries++) {
+		if (getentropy(rnd, sizeof(rnd)) != 0)
+			return -1;
+		util_hex(rnd, sizeof(rnd), hex);
+		if (util_fmt(tmp, tmpsz, "%s/.%s.%s.tmp", dir, base, hex) != 0) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    mode);
+		if (fd != -1 || errno != EEXIST)
+			return fd;
+	}
+	return -1;
+}
+
+int
+util_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
+    struct dbpki_err *e)
+{
+	char dir[PATH_MAX], tmp[PATH_MAX];
+	const char *base;
+	int fd;
+
+	if (split_dir(path, dir, sizeof(dir), &base) != 0 || *base == '\0')
+		return err_set(e, DBPKI_E_SYS, "%s: bad path", path);
+	if ((fd = open_temp(dir, base, mode, tmp, sizeof(tmp))) == -1)
+		return err_sys(e, "cannot create a temporary file beside %s", path);
+	/* open() honours the umask; the mode must be exact, never wider. */
+	if (fchmod(fd, mode) == -1 || write_all(fd, buf, len) == -1 ||
+	    fsync(fd) == -1) {
+		err_sys(e, "cannot write %s", tmp);
+		close(fd);
+		unlink(tmp);
+		return DBPKI_E_SYS;
+	}
+	if (close(fd) == -1) {
+		err_sys(e, "cannot write %s", tmp);
+		unlink(tmp);
+		return DBPKI_E_SYS;
+	}
+	if (rename(tmp, path) == -1) {
+		err_sys(e, "cannot rename %s to %s", tmp, path);
+		unlink(tmp);
+		return DBPKI_E_SYS;
+	}
+	return util_fsync_dir(dir, e);
+}
+
+static int
+check_dir(const char *path, struct dbpki_err *e)
+{
+	struct stat st;
+
+	if (lstat(path, &st) == -1)
+		return err_sys(e, "cannot stat %s", path);
+	if (S_ISLNK(st.st_mode))
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: is a symbolic link; give the real directory", path);
+	if (!S_ISDIR(st.st_mode))
+		return err_set(e, DBPKI_E_CONFIG, "%s: not a directory", path);
+	if (st.st_mode & 022)
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: writable by group or others (mode %04o); run: chmod go-w %s",
+		    path, (unsigned)(st.st_mode & 07777), path);
+	return 0;
+}
+
+int
+util_mkdirs(const char *path, mode_t mode, struct dbpki_err *e)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (util_fmt(buf, sizeof(buf), "%s", path) != 0 || buf[0] == '\0')
+		return err_set(e, DBPKI_E_SYS, "%s: bad path", path);
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) == -1 && errno != EEXIST)
+			return err_sys(e, "cannot create directory %s", buf);
+		*p = '/';
+	}
+	if (mkdir(buf, mode) == -1 && errno != EEXIST)
+		return err_sys(e, "cannot create directory %s", buf);
+	return check_dir(buf, e);
+}
+
+int
+util_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int
+util_parse_duration(const char *s, int64_t *secs)
+{
+	static const int64_t max = 100LL * 366 * 86400;
+	char num[24];
+	size_t n = s ? strlen(s) : 0;
+	long long v, mult;
+
+	if (n < 2 || n >= sizeof(num) || !isdigit((unsigned char)s[0]))
+		return -1;
+	switch (s[n - 1]) {
+	case 's': mult = 1; break;
+	case 'm': mult = 60; break;
+	case 'h': mult = 3600; break;
+	case 'd': mult = 86400; break;
+	default: return -1;
+	}
+	memcpy(num, s, n - 1);
+	num[n - 1] = '\0';
+	if (util_parse_int(num, 1, max, &v) != 0 || v > max / mult)
+		return -1;
+	*secs = v * mult;
+	return 0;
+}
+
+static int
+valid_label(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+int
+util_valid_hostname(const char *s)
+{
+	const char *dot;
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 253 || util_valid_ip(s))
+		return 0;
+	while ((dot = strchr(s, '.')) != NULL) {
+		if (!valid_label(s, (size_t)(dot - s)))
+			return 0;
+		s = dot + 1;
+	}
+	return valid_label(s, strlen(s));
+}
+
+int
+util_valid_ip(const char *s)
+{
+	unsigned char buf[16];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+int
+util_valid_cidr(const char *s)
+{
+	char addr[64];
+	const char *slash = strchr(s, '/');
+	unsigned char buf[16];
+	long long bits;
+	int v6;
+
+	if (slash == NULL || (size_t)(slash - s) >= sizeof(addr))
+		return 0;
+	memcpy(addr, s, (size_t)(slash - s));
+	addr[slash - s] = '\0';
+	if (inet_pton(AF_INET, addr, buf) == 1)
+		v6 = 0;
+	else if (inet_pton(AF_INET6, addr, buf) == 1)
+		v6 = 1;
+	else
+		return 0;
+	return util_parse_int(slash + 1, 0, v6 ? 128 : 32, &bits) == 0;
+}
+
+int
+util_valid_name(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 63 || strstr(s, "..") != NULL || s[0] == '.' ||
+	    s[0] == '-')
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("_.-", s[i]) == NULL)
+			return 0;
+	return 1;
+}
+
+int
+util_valid_abspath(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 1024 || s[0] != '/')
+		return 0;
+	for (i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)s[i]) && strchr("_./@+:-", s[i]) == NULL)
+			return 0;
+		/* A ".." component: at a boundary on both sides. */
+		if (s[i] == '.' && s[i + 1] == '.' && (i == 0 || s[i - 1] == '/') &&
+		    (s[i + 2] == '/' || s[i + 2] == '\0'))
+			return 0;
+	}
+	return 1;
+}
+
+void
+util_hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+void
+util_wipe(void *p, size_t n)
+{
+	if (p != NULL && n > 0)
+		explicit_bzero(p, n);
+}
+
+void
+util_freezero(void *p, size_t n)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, n);
+	free(p);
+}
+
+int64_t
+util_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+int64_t
+util_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+util_iso8601(int64_t t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	gmtime_r(&tt, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}

@@ -1,0 +1,341 @@
+/* config: the inventory schema, its validation and its error messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dbpki/config.h"
+
+static const char *const base_ini =
+    "[cluster]\n"                                      /* 1 */
+    "name = prod-db\n"                                 /* 2 */
+    "platform = postgres          ; postgres | cms\n" /* 3 */
+    "state_dir = /var/lib/dbpki/prod-db\n"             /* 4 */
+    "renew_before = 30d\n"                             /* 5 */
+    "parallel = 16\n"                                  /* 6 */
+    "[ca]\n"                                           /* 7 */
+    "common_name = prod-db dbca\n"                     /* 8 */
+    "key = ec:P-384\n"                                 /* 9 */
+    "validity = 3650d\n"                               /* 10 */
+    "[server]\n"                                       /* 11 */
+    "key = rsa:3072\n"                                 /* 12 */
+    "mode = per-node\n"                                /* 13 */
+    "extra_san = db.example.com, 10.0.0.100\n"         /* 14 */
+    "[ssh]\n"                                          /* 15 */
+    "user = postgres\n"                                /* 16 */
+    "known_hosts = /root/.ssh/known_hosts\n"           /* 17 */
+    "connect_timeout = 10s\n"                          /* 18 */
+    "[postgres]\n"                                     /* 19 */
+    "port = 5432\n"                                    /* 20 */
+    "[node db1]\n"                                     /* 21 */
+    "host = db1.example.com\n"                         /* 22 */
+    "address = 10.0.0.11\n"                            /* 23 */
+    "role = primary\n"                                 /* 24 */
+    "[node db2]\n"                                     /* 25 */
+    "host = db2.example.com\n"                         /* 26 */
+    "address = 10.0.0.12\n"                            /* 27 */
+    "role = replica\n"                                 /* 28 */
+    "port = 5433\n"                                    /* 29 */
+    "cert_dir = /srv/db2/certs\n"                      /* 30 */
+    "[node app1]\n"                                    /* 31 */
+    "host = app1.example.com\n"                        /* 32 */
+    "address = fd00::21\n"                             /* 33 */
+    "role = client\n";                                 /* 34 */
+
+static void
+test_valid_inventory(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+
+	(void)state;
+	assert_int_equal(cfg_load_string("t.ini", base_ini, c, &e), 0);
+	assert_string_equal(c->name, "prod-db");
+	assert_int_equal(c->platform, PLATFORM_POSTGRES);
+	assert_int_equal(c->renew_before, 30 * 86400);
+	assert_int_equal(c->ca_key.alg, KEY_EC_P384);
+	assert_int_equal(c->server_key.alg, KEY_RSA_3072);
+	assert_int_equal(c->client_key.alg, KEY_EC_P256); /* default */
+	assert_string_equal(c->client_common_name, "postgres");
+	assert_int_equal(c->n_extra_san, 2);
+	assert_string_equal(c->extra_san[0], "db.example.com");
+	assert_string_equal(c->extra_san[1], "10.0.0.100");
+	assert_int_equal(c->n_nodes, 3);
+	assert_string_equal(cfg_primary(c)->name, "db1");
+	assert_int_equal(c->nodes[0].line, 21);
+	assert_int_equal(c->nodes[0].pg.port, 5432);
+	/* per-node overrides, and defaults kept elsewhere */
+	assert_int_equal(c->nodes[1].pg.port, 5433);
+	assert_string_equal(c->nodes[1].pg.cert_dir, "/srv/db2/certs");
+	assert_string_equal(c->nodes[0].pg.cert_dir, "/var/lib/postgresql/dbpki");
+	assert_int_equal(c->nodes[1].ssh.connect_timeout, 10);
+	assert_int_equal(c->nodes[1].ssh.command_timeout, 300);
+	assert_string_equal(c->nodes[2].address, "fd00::21");
+	assert_int_equal(c->nodes[2].role, ROLE_CLIENT);
+	assert_true(cfg_is_database(&c->nodes[1]));
+	assert_false(cfg_is_database(&c->nodes[2]));
+	free(c);
+}
+
+/* An override given before the [ssh] section still wins over it. */
+static void
+test_override_order(void **state)
+{
+	const char *ini = "[cluster]\nname=x\nstate_dir=/s\n"
+			  "[node a]\nhost=a\naddress=127.0.0.1\nrole=primary\n"
+			  "ssh_port=2222\nport=5433\n"
+			  "[ssh]\nport=22\nknown_hosts=/k\n";
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+
+	(void)state;
+	assert_int_equal(cfg_load_string("t.ini", ini, c, &e), 0);
+	assert_int_equal(c->nodes[0].ssh.port, 2222);
+	assert_int_equal(c->nodes[0].pg.port, 5433);
+	assert_int_equal(c->ssh.port, 22);
+	free(c);
+}
+
+struct bad_case {
+	const char *find;    /* line of base_ini to replace (prefix match) */
+	const char *replace; /* replacement line(s), or NULL to append */
+	const char *expect;  /* substring of the error */
+};
+
+static const struct bad_case bad_cases[] = {
+	{ "host = db1.example.com", "host = db1; rm -rf /", "t.ini:22: [node db1] host: 'db1; rm -rf /' is not valid" },
+	{ "host = db1.example.com", "host = $(touch /tmp/pwned)", "t.ini:22: [node db1] host" },
+	{ "host = db1.example.com", "host = `id`", "t.ini:22:" },
+	{ "host = db1.example.com", "host = -db1", "t.ini:22:" },
+	{ "host = db1.example.com", "host = 10.0.0.11", "not an address" },
+	{ "[node db2]", "[node ../x]", "t.ini:25: [node ../x]: node names" },
+	{ "[node db2]", "[node a..b]", "t.ini:25:" },
+	{ "[node db2]", "[node db/2]", "t.ini:25:" },
+	{ "[node db2]", "[node db1]", "t.ini:25: [node db1] is defined twice (first at line 21)" },
+	{ "address = 10.0.0.12", "address = db2.example.com", "t.ini:27: [node db2] address: 'db2.example.com' is not valid: expected an IPv4" },
+	{ "address = 10.0.0.12", "address = 10.0.0.256", "t.ini:27:" },
+	{ "address = 10.0.0.12", "address = 10.0.0.11", "address 10.0.0.11 port 22 is also node db1's" },
+	{ "host = db2.example.com", "host = DB1.example.com", "host DB1.example.com is also node db1's" },
+	{ "role = replica", "role = primary", "2 nodes have role = primary" },
+	{ "role = primary", "role = replica", "0 nodes have role = primary" },
+	{ "role = replica", "role = standby", "t.ini:28: [node db2] role: 'standby' is not one of: primary, replica, client" },
+	{ "parallel = 16", "paralel = 16", "t.ini:6: [cluster]: unknown key 'paralel'" },
+	{ "[postgres]", "[postgresql]", "t.ini:19: unknown section [postgresql]" },
+	{ "parallel = 16", "parallel = 0", "t.ini:6: [cluster] parallel: '0' is not a whole number from 1 to 256" },
+	{ "parallel = 16", "parallel = 16x", "t.ini:6:" },
+	{ "parallel = 16", "parallel = 16\nparallel = 8", "t.ini:7: [cluster] parallel: given twice (first at line 6)" },
+	{ "renew_before = 30d", "renew_before = 30", "t.ini:5: [cluster] renew_before: '30' is not a duration" },
+	{ "renew_before = 30d", "renew_before = 99999d", "t.ini:5:" },
+	{ "renew_before = 30d", "renew_before = -1d", "t.ini:5:" },
+	{ "renew_before = 30d", "renew_before = 10s", "t.ini:5:" },
+	{ "connect_timeout = 10s", "connect_timeout = 0s", "t.ini:18:" },
+	{ "key = ec:P-384", "key = rsa:2048", "t.ini:9: [ca] key: 'rsa:2048' is not an accepted key" },
+	{ "key = ec:P-384", "key = rsa:1024", "nothing weaker" },
+	{ "platform = postgres", "platform = oracle", "t.ini:3:" },
+	{ "state_dir = /var/lib/dbpki/prod-db", "state_dir = var/lib/dbpki", "t.ini:4: [cluster] state_dir: 'var/lib/dbpki' is not valid: expected an absolute path" },
+	{ "state_dir = /var/lib/dbpki/prod-db", "state_dir = /var/lib/../../etc", "t.ini:4:" },
+	{ "state_dir = /var/lib/dbpki/prod-db", "state_dir = /tmp/a b", "t.ini:4:" },
+	{ "state_dir = /var/lib/dbpki/prod-db", "state_dir = /tmp/$HOME", "t.ini:4:" },
+	{ "name = prod-db", "name = prod;db", "t.ini:2:" },
+	{ "name = prod-db", "name = \"prod\"", "t.ini:2:" },
+	{ "user = postgres", "user = root'", "t.ini:16:" },
+	{ "extra_san = db.example.com, 10.0.0.100", "extra_san = db.example.com, bad_host", "t.ini:14: [server] extra_san" },
+	{ "extra_san = db.example.com, 10.0.0.100", "extra_san = a,,b", "t.ini:14:" },
+	{ "port = 5432", "port = 65536", "t.ini:20: [postgres] port" },
+	{ "port = 5433", "port = 0", "t.ini:29: [node db2] port" },
+	{ "cert_dir = /srv/db2/certs", "cert_dir = /srv/`id`", "t.ini:30: [node db2] cert_dir" },
+	{ "cert_dir = /srv/db2/certs", "bogus = 1", "t.ini:30: [node db2]: unknown key 'bogus'" },
+	{ "cert_dir = /srv/db2/certs", "  cert_dir = /x", "t.ini:30: [node db2] line starts with blanks" },
+	{ "cert_dir = /srv/db2/certs", "host_key_policy = yolo", "t.ini:30: [node db2] host_key_policy: 'yolo' is not one of: strict, accept-new" },
+	{ "cert_dir = /srv/db2/certs", "allowed_networks = 10.0.0.0/33", "t.ini:30:" },
+	{ "cert_dir = /srv/db2/certs", "allowed_networks = 10.0.0.0", "t.ini:30:" },
+	{ "role = client", "", "t.ini:31: [node app1]: 'role' is required" },
+	{ "address = fd00::21", "", "t.ini:31: [node app1]: 'address' is required" },
+	{ "[node app1]", "[node app1]\nhost = x\naddress = 1.2.3.4\nrole = client\n[node]", "unknown section [node]" },
+	{ "common_name = prod-db dbca", "common_name = prod-db\x01", "t.ini:8:" },
+	{ "mode = per-node", "this is not ini", "t.ini:13: not an INI line" },
+	{ "mode = per-node", "mode = per-node\n[ca]", "t.ini:14: [ca] appears twice (first at line 7)" },
+};
+
+static char *
+mutate(const struct bad_case *bc)
+{
+	const char *at = strstr(base_ini, bc->find);
+	size_t pre, len;
+	char *out;
+
+	assert_non_null(at);
+	pre = (size_t)(at - base_ini);
+	len = strlen(base_ini) + strlen(bc->replace) + 2;
+	out = calloc(1, len);
+	assert_non_null(out);
+	memcpy(out, base_ini, pre);
+	strcat(out, bc->replace);
+	strcat(out, at + strlen(bc->find));
+	return out;
+}
+
+static void
+test_bad_inventories(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		char *ini = mutate(&bad_cases[i]);
+
+		err_clear(&e);
+		if (cfg_load_string("t.ini", ini, c, &e) != DBPKI_E_CONFIG ||
+		    strstr(e.msg, bad_cases[i].expect) == NULL) {
+			print_error("case %zu (%s -> %s)\n  expected: %s\n  got:      %s\n",
+			    i, bad_cases[i].find, bad_cases[i].replace,
+			    bad_cases[i].expect, e.msg);
+			free(ini);
+			free(c);
+			fail();
+		}
+		free(ini);
+	}
+	free(c);
+}
+
+static void
+test_long_line(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	char ini[1024];
+
+	(void)state;
+	snprintf(ini, sizeof(ini), "[cluster]\nname = %0250d\n", 1);
+	assert_int_equal(cfg_load_string("t.ini", ini, c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "t.ini:2: line longer than"));
+	free(c);
+}
+
+static void
+test_no_nodes(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+
+	(void)state;
+	assert_int_equal(cfg_load_string("t.ini",
+	    "[cluster]\nname=a\nstate_dir=/s\n[node db1]\n", c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "t.ini:4: [node db1]: 'host' is required"));
+	assert_int_equal(cfg_load_string("t.ini", "[cluster]\nname=a\nstate_dir=/s\n",
+	    c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "no [node NAME] sections"));
+	free(c);
+}
+
+static void
+test_cms_rules(void **state)
+{
+	const char *six = "[cluster]\nname=c\nplatform=cms\nstate_dir=/s\n"
+			  "[ssh]\nknown_hosts=/k\n"
+			  "[node a]\nhost=a\naddress=10.0.0.1\nrole=primary\n"
+			  "[node b]\nhost=b\naddress=10.0.0.2\nrole=replica\n"
+			  "[node c]\nhost=c\naddress=10.0.0.3\nrole=replica\n"
+			  "[node d]\nhost=d\naddress=10.0.0.4\nrole=replica\n"
+			  "[node e]\nhost=e\naddress=10.0.0.5\nrole=replica\n"
+			  "[node f]\nhost=f\naddress=10.0.0.6\nrole=replica\n";
+	const char *cn = "[cluster]\nname=c\nplatform=cms\nstate_dir=/s\n"
+			 "[client]\ncommon_name=app\n[ssh]\nknown_hosts=/k\n"
+			 "[node a]\nhost=a\naddress=10.0.0.1\nrole=primary\n";
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+
+	(void)state;
+	assert_int_equal(cfg_load_string("t.ini", six, c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "6 database nodes"));
+	assert_int_equal(cfg_load_string("t.ini", cn, c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "CN to be 'postgres'"));
+	free(c);
+}
+
+static char tmpdir[] = "/tmp/dbpki-test-config.XXXXXX";
+
+static void
+write_file(const char *path, const char *text, mode_t mode)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void
+test_file_checks(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	char good[256], link[256], big[256];
+	char *huge;
+
+	(void)state;
+	assert_non_null(mkdtemp(tmpdir));
+	snprintf(good, sizeof(good), "%s/good.ini", tmpdir);
+	snprintf(link, sizeof(link), "%s/link.ini", tmpdir);
+	snprintf(big, sizeof(big), "%s/big.ini", tmpdir);
+
+	write_file(good, base_ini, 0600);
+	assert_int_equal(cfg_load(good, c, &e), 0);
+
+	assert_int_equal(chmod(good, 0620), 0);
+	assert_int_equal(cfg_load(good, c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "writable by group or others"));
+	assert_int_equal(chmod(good, 0602), 0);
+	assert_int_equal(cfg_load(good, c, &e), DBPKI_E_CONFIG);
+	assert_int_equal(chmod(good, 0644), 0); /* world-readable is fine */
+	assert_int_equal(cfg_load(good, c, &e), 0);
+
+	assert_int_equal(symlink(good, link), 0);
+	assert_int_equal(cfg_load(link, c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "symbolic link"));
+
+	huge = malloc(2 * 1024 * 1024);
+	assert_non_null(huge);
+	memset(huge, ';', 2 * 1024 * 1024 - 1);
+	huge[2 * 1024 * 1024 - 1] = '\0';
+	write_file(big, huge, 0600);
+	free(huge);
+	assert_int_equal(cfg_load(big, c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "too large"));
+
+	assert_int_equal(cfg_load("/nonexistent/x.ini", c, &e), DBPKI_E_CONFIG);
+	assert_non_null(strstr(e.msg, "/nonexistent/x.ini"));
+
+	unlink(good);
+	unlink(link);
+	unlink(big);
+	rmdir(tmpdir);
+	free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_inventory),
+		cmocka_unit_test(test_override_order),
+		cmocka_unit_test(test_bad_inventories),
+		cmocka_unit_test(test_long_line),
+		cmocka_unit_test(test_no_nodes),
+		cmocka_unit_test(test_cms_rules),
+		cmocka_unit_test(test_file_checks),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
