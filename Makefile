@@ -30,7 +30,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
-.PHONY: all deps check check-unit check-integration check-asan check-valgrind \
+.PHONY: all deps check check-all check-unit check-integration check-asan check-valgrind \
 	demo demo-down bench fuzz install uninstall clean format lab-up lab-down
 
 all: $(BUILD)/dbpki
@@ -57,7 +57,10 @@ deps:
 
 check: deps
 	$(MAKE) all
-	$(MAKE) check-unit check-integration
+	$(MAKE) check-all
+
+check-all: $(UNIT_BINS) $(BUILD)/dbpki $(TOOL_BINS)
+	@tests/run.sh all $(BUILD)
 
 check-unit: $(UNIT_BINS)
 	@tests/run.sh unit $(BUILD)
@@ -67,7 +70,7 @@ check-integration: $(BUILD)/dbpki $(TOOL_BINS)
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 check-asan: deps
-	$(MAKE) BUILD=build-asan SAN=1 OPT="-O1 -g" check-unit check-integration
+	$(MAKE) BUILD=build-asan SAN=1 OPT="-O1 -g" check-all
 
 check-valgrind: deps $(UNIT_BINS)
 	@VALGRIND=1 tests/run.sh unit $(BUILD)
@@ -76,7 +79,7 @@ demo: deps all
 	@tests/lab/demo.sh
 
 demo-down:
-	@tests/lab/lab.sh down
+	@tests/lab/lab.sh down --dir $${DBPKI_DEMO_DIR:-/tmp/dbpki-demo}
 
 bench: deps all
 	@for b in tests/bench/*.sh; do echo "== $$b"; bash $$b || exit 1; done

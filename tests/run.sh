@@ -3,6 +3,7 @@
 # "N passed, N failed" that CI reads.
 #   tests/run.sh unit BUILD          every cmocka binary in BUILD/tests/
 #   tests/run.sh integration BUILD   every tests/integration/test_*.sh
+#   tests/run.sh all BUILD           both, with one closing line
 # VALGRIND=1 runs the unit binaries under valgrind (errors and leaks fail).
 # ONLY=pattern runs only the tests whose name contains pattern.
 set -u
@@ -30,8 +31,7 @@ run_one() {
 	fi
 }
 
-case $layer in
-unit)
+run_unit() {
 	for bin in "$root/$build"/tests/test_*; do
 		[ -x "$bin" ] || continue
 		name=$(basename "$bin")
@@ -44,8 +44,9 @@ unit)
 			run_one "$name" "$bin"
 		fi
 	done
-	;;
-integration)
+}
+
+run_integration() {
 	export DBPKI_ROOT="$root"
 	export DBPKI="$root/$build/dbpki"
 	export DBPKI_BUILD="$root/$build"
@@ -55,9 +56,17 @@ integration)
 		[ -n "${ONLY:-}" ] && [[ $name != *"$ONLY"* ]] && continue
 		run_one "$name" bash "$t"
 	done
+}
+
+case $layer in
+unit) run_unit ;;
+integration) run_integration ;;
+all)
+	run_unit
+	run_integration
 	;;
 *)
-	echo "usage: $0 unit|integration BUILD" >&2
+	echo "usage: $0 unit|integration|all BUILD" >&2
 	exit 2
 	;;
 esac

@@ -1,0 +1,307 @@
+/* pki: keys, the cluster CA (dbca), signing profiles, CSRs, inspect/match/
+ * verify, and the local store under state_dir (layout: docs/store.md).
+ *
+ * Conventions: every fallible function takes a struct dbpki_err and returns
+ * 0 or a negative DBPKI_E_* code; out-parameters are NULL on entry and set
+ * only on success.  OpenSSL objects handed out are owned by the caller and
+ * freed with the library's free (X509_free, EVP_PKEY_free, ...).  Key bytes
+ * that pass through plain buffers are wiped with util_freezero().
+ *
+ * Thread safety: the functions here keep no global state; a loaded CA may be
+ * used to sign from several threads at once (OpenSSL 3 permits concurrent
+ * use of an unmodified EVP_PKEY).
+ */
+#ifndef DBPKI_PKI_H
+#define DBPKI_PKI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "dbpki/config.h"
+#include "dbpki/err.h"
+
+#define PKI_SERIAL_BYTES 20
+#define PKI_SERIAL_HEX (2 * PKI_SERIAL_BYTES + 1) /* lower-case hex + NUL */
+#define PKI_SHA256_HEX 65                          /* lower-case hex + NUL */
+#define PKI_MAX_SAN (2 * CFG_MAX_NODES + CFG_MAX_SAN)
+#define PKI_BUNDLE_MAX 10
+/* notBefore is set this far in the past, so a node whose clock is a little
+ * behind the admin host's does not reject a fresh certificate. */
+#define PKI_BACKDATE (5 * 60)
+
+enum pki_profile { PKI_PROFILE_CA, PKI_PROFILE_SERVER, PKI_PROFILE_CLIENT };
+enum pki_purpose { PKI_PURPOSE_ANY, PKI_PURPOSE_SERVER, PKI_PURPOSE_CLIENT };
+
+/* ---- keys (pki_key.c) ------------------------------------------------- */
+
+/* Generate a fresh key of the given algorithm.  Caller frees *out with
+ * EVP_PKEY_free. */
+int pki_key_generate(enum cfg_key_alg alg, EVP_PKEY **out,
+    struct dbpki_err *e);
+
+/* Which of our four algorithms k is; -1 if none (e.g. RSA 2048, Ed25519). */
+int pki_key_alg(const EVP_PKEY *k, enum cfg_key_alg *out);
+
+/* Human description of any key: "EC P-256", "RSA 3072", "ED25519 256".
+ * Also the type and size separately when type/bits are not NULL. */
+void pki_key_describe(const EVP_PKEY *k, char *out, size_t outsz,
+    const char **type, int *bits);
+
+/* Digest to sign with, chosen by the signing key: SHA-384 for P-384 and
+ * RSA 4096, SHA-256 otherwise. */
+const EVP_MD *pki_key_digest(const EVP_PKEY *signer);
+
+/* Encode a private key as PEM PKCS#8; with a non-NULL pass, encrypted with
+ * AES-256-CBC (PBKDF2).  *out is a heap buffer of *len bytes that the
+ * caller frees with util_freezero(*out, *len). */
+int pki_key_to_pem(EVP_PKEY *k, const char *pass, unsigned char **out,
+    size_t *len, struct dbpki_err *e);
+
+/* Decode a PEM private key (PKCS#8, encrypted or not, or traditional).
+ * `what` names it in messages.  An encrypted key with pass == NULL, or a
+ * wrong pass, fails with DBPKI_E_PKI and a message saying so. */
+int pki_key_from_pem(const void *buf, size_t len, const char *pass,
+    const char *what, EVP_PKEY **out, struct dbpki_err *e);
+
+/* Read a private key file (must not be readable by group or others). */
+int pki_key_load_pem(const char *path, const char *pass, EVP_PKEY **out,
+    struct dbpki_err *e);
+
+/* ---- certificates (pki_cert.c) ---------------------------------------- */
+
+/* What a certificate should say; the SAN strings are borrowed (each a
+ * hostname or an IP literal, typed accordingly in the certificate). */
+struct pki_spec {
+	enum pki_profile profile;
+	char cn[CFG_HOST];
+	const char *san[PKI_MAX_SAN];
+	int n_san;
+	int64_t validity; /* seconds from now; capped at the issuer's notAfter */
+};
+
+/* Issue a certificate for pub, signed by issuer_key.  For PKI_PROFILE_CA
+ * issuer is NULL and issuer_key is pub itself (self-signed); for leaves,
+ * issuer/issuer_key are the CA and notAfter is capped at the CA's.
+ * Serial: 20 random bytes, top bit clear, first byte non-zero.  Caller
+ * frees *out with X509_free. */
+int pki_cert_build(const struct pki_spec *s, EVP_PKEY *pub, X509 *issuer,
+    EVP_PKEY *issuer_key, X509 **out, struct dbpki_err *e);
+
+/* Add the entries of s->san (typed DNS or IP) to a fresh GENERAL_NAMES. */
+int pki_san_build(const struct pki_spec *s, GENERAL_NAMES **out,
+    struct dbpki_err *e);
+
+/* PEM in and out.  pki_cert_to_pem: *out is a heap buffer, caller free()s. */
+int pki_cert_to_pem(X509 *x, unsigned char **out, size_t *len,
+    struct dbpki_err *e);
+int pki_cert_from_pem(const void *buf, size_t len, const char *what,
+    X509 **out, struct dbpki_err *e);
+int pki_cert_load_pem(const char *path, X509 **out, struct dbpki_err *e);
+
+/* Serial as lower-case hex of the integer's bytes (40 digits for our
+ * 20-byte serials); "0" for a zero serial. */
+void pki_cert_serial_hex(const X509 *x, char out[PKI_SERIAL_HEX]);
+
+/* SHA-256 of the DER certificate, lower-case hex. */
+void pki_cert_sha256_hex(const X509 *x, char out[PKI_SHA256_HEX]);
+
+/* 1 if the certificate's SANs cover name_or_ip (an IP literal is compared
+ * with IP SANs, anything else with DNS SANs; the subject CN is never
+ * consulted and wildcards never match more than one label), else 0. */
+int pki_cert_covers(X509 *x, const char *name_or_ip);
+
+/* 1 if key is the private key for x's public key, else 0. */
+int pki_cert_key_matches(X509 *x, EVP_PKEY *key);
+
+/* Subject CN into out (empty if none); 0, or -1 if it does not fit. */
+int pki_cert_cn(const X509 *x, char *out, size_t outsz);
+
+/* notBefore/notAfter as seconds since the epoch. */
+int64_t pki_cert_not_before(const X509 *x);
+int64_t pki_cert_not_after(const X509 *x);
+
+/* 1 if x's SAN set equals s's (order and duplicates ignored), else 0. */
+int pki_cert_san_equal(X509 *x, const struct pki_spec *s);
+
+/* ---- CSRs (pki_cert.c) ------------------------------------------------ */
+
+/* A CSR for key with CN and requested SANs from s.  Caller frees *out with
+ * X509_REQ_free. */
+int pki_csr_build(const struct pki_spec *s, EVP_PKEY *key, X509_REQ **out,
+    struct dbpki_err *e);
+
+/* Check req's self-signature and key type, then take its CN and SANs into
+ * s (strings copied into names[], which must outlive s).  SANs that are not
+ * DNS names or IP addresses, or fail validation, are refused. */
+int pki_csr_read_spec(X509_REQ *req, struct pki_spec *s,
+    char names[][CFG_HOST], int max_names, struct dbpki_err *e);
+
+/* ---- inspect / verify (pki_inspect.c) ---------------------------------- */
+
+/* Print subject, issuer, serial, validity with days left, SANs, key type
+ * and size, extended key usage and SHA-256 fingerprint; JSON (one object)
+ * when json is set. */
+void pki_inspect_print(FILE *f, X509 *x, int json);
+
+/* Read a PEM bundle of 1..PKI_BUNDLE_MAX certificates.  Caller frees *out
+ * with sk_X509_pop_free(*out, X509_free). */
+int pki_bundle_load(const char *path, STACK_OF(X509) **out,
+    struct dbpki_err *e);
+
+/* Verify leaf against bundle at time `at` (0 = now).  Self-signed bundle
+ * certificates are the trust anchors, the others may serve as
+ * intermediates.  With host != NULL, the SANs must cover it.  On failure
+ * returns DBPKI_E_VERIFY with the reason in e ("expired", "not yet valid",
+ * "unknown issuer", "bad signature", "wrong purpose", "name not in SAN"). */
+int pki_verify(X509 *leaf, STACK_OF(X509) *bundle, enum pki_purpose purpose,
+    const char *host, int64_t at, struct dbpki_err *e);
+
+/* ---- the store (pki_store.c) ------------------------------------------- */
+
+enum pki_status { PKI_ACTIVE, PKI_SUPERSEDED, PKI_REVOKED };
+
+/* One line of state_dir/index.tsv. */
+struct pki_entry {
+	char serial[PKI_SERIAL_HEX];
+	enum pki_status status;
+	char kind[16];   /* "ca", "server", "client", "signed" */
+	char node[CFG_NAME]; /* node name; "*" shared server; "-" none */
+	char not_before[32];
+	char not_after[32];
+	char key[16];    /* "ec:P-256", ... */
+	char subject[CFG_HOST + 8];
+};
+
+struct pki_index {
+	struct pki_entry *v;
+	size_t n, cap;
+};
+
+/* state_dir/<fmt...> into out (CFG_PATH bytes); -1 on truncation. */
+int pki_store_path(const struct dbpki_cluster *c, char out[CFG_PATH],
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Create state_dir and its subdirectories (0700). */
+int pki_store_prepare(const struct dbpki_cluster *c, struct dbpki_err *e);
+
+/* Load index.tsv (a missing file is an empty index); free with
+ * pki_index_free.  Save rewrites it atomically. */
+int pki_index_load(const struct dbpki_cluster *c, struct pki_index *idx,
+    struct dbpki_err *e);
+int pki_index_save(const struct dbpki_cluster *c, const struct pki_index *idx,
+    struct dbpki_err *e);
+void pki_index_free(struct pki_index *idx);
+int pki_index_add(struct pki_index *idx, const struct pki_entry *ent,
+    struct dbpki_err *e);
+/* The active entry of that kind and node, or NULL. */
+struct pki_entry *pki_index_active(struct pki_index *idx, const char *kind,
+    const char *node);
+/* Fill an entry from a certificate. */
+void pki_entry_fill(struct pki_entry *ent, X509 *x, const char *kind,
+    const char *node);
+const char *pki_status_name(enum pki_status s);
+
+/* The CA passphrase from ca_passphrase_file (a private regular file, not a
+ * symlink; one trailing newline stripped) or from the environment variable
+ * named by ca_passphrase_env.  *out is NULL when neither is configured.
+ * Caller frees with util_freezero(*out, strlen(*out) + 1). */
+int pki_passphrase(const struct dbpki_cluster *c, char **out,
+    struct dbpki_err *e);
+
+/* ---- the CA (pki_store.c) ---------------------------------------------- */
+
+struct pki_ca {
+	X509 *cert;
+	EVP_PKEY *key;
+};
+
+/* Create the CA: key of [ca] key, self-signed dbca certificate valid for
+ * [ca] validity, key encrypted when a passphrase is configured.  Refuses
+ * with DBPKI_E_EXISTS (message names the path) when a CA is already there. */
+int pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e);
+
+/* Load the CA certificate and key.  DBPKI_E_NOCA (message says to run
+ * `dbpki ca init -c FILE`) when there is none.  Free with pki_ca_free. */
+int pki_ca_load(const struct dbpki_cluster *c, struct pki_ca **out,
+    struct dbpki_err *e);
+
+/* Load only the CA certificate (no passphrase needed). */
+int pki_ca_load_cert(const struct dbpki_cluster *c, X509 **out,
+    struct dbpki_err *e);
+void pki_ca_free(struct pki_ca *ca);
+
+/* Write a certificate signed with the CA into the store (issued/<serial>.crt)
+ * and record it in the index as kind "signed".  Used by `dbpki sign`. */
+int pki_store_record_signed(const struct dbpki_cluster *c, X509 *x,
+    struct dbpki_err *e);
+
+/* ---- issuing (pki_issue.c) --------------------------------------------- */
+
+/* What the inventory needs: fill spec for a node's server certificate
+ * (node == NULL: the shared one) or for the cluster's client certificate. */
+void pki_spec_server(const struct dbpki_cluster *c, const struct cfg_node *n,
+    struct pki_spec *s);
+void pki_spec_client(const struct dbpki_cluster *c, struct pki_spec *s);
+
+/* Make the store hold a valid certificate for everything the inventory
+ * needs.  One that is valid, signed by the current CA, matches the
+ * inventory (CN, SANs, key type) and is not within renew_before of expiry
+ * is kept, unless force; the others are reissued (keys generated on all
+ * cores) and the old ones marked superseded.  Logs one line per
+ * certificate.  DBPKI_E_NOCA without a CA. */
+int pki_issue_all(const struct dbpki_cluster *c, int force,
+    struct dbpki_err *e);
+
+/* Generate keys on up to `threads` threads (0: all cores).  keys[i] get
+ * algorithm algs[i]; on failure every generated key is freed. */
+int pki_keygen_parallel(const enum cfg_key_alg *algs, EVP_PKEY **keys,
+    int n, int threads, struct dbpki_err *e);
+
+/* Write key (0600) and CSR (0644) for everything the inventory needs into
+ * state_dir/csr/ (server-<node>.*, server-shared.*, client.*). */
+int pki_csr_all(const struct dbpki_cluster *c, struct dbpki_err *e);
+
+/* ---- releases (pki_release.c) ------------------------------------------ */
+
+#define PKI_RELEASE_MAX 5
+
+/* One file a node receives. */
+struct pki_file {
+	char name[16];   /* "dbca.crt", "server.crt", "server.key", ... */
+	unsigned char *data; /* PEM bytes */
+	size_t len;
+	mode_t mode;     /* 0644 certificates, 0600 keys */
+	char sha256[PKI_SHA256_HEX]; /* of data */
+	char serial[PKI_SERIAL_HEX]; /* certificates only, else "" */
+};
+
+struct pki_release {
+	struct pki_file files[PKI_RELEASE_MAX];
+	int n;
+};
+
+/* The files node n receives from the store: dbca.crt, server.crt,
+ * server.key (database nodes only), client.crt, client.key.  rel must be
+ * zeroed on entry; free with pki_release_free (which wipes the keys). */
+int pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
+    struct pki_release *rel, struct dbpki_err *e);
+void pki_release_free(struct pki_release *rel);
+
+/* The file named `name` in rel, or NULL. */
+const struct pki_file *pki_release_file(const struct pki_release *rel,
+    const char *name);
+
+/* Pre-flight: each key matches its certificate, each certificate chains to
+ * the release's dbca.crt with the right purpose and is valid now, and the
+ * server certificate covers the node's host and address.  The error
+ * (DBPKI_E_VERIFY) names the node and the file. */
+int pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
+    const struct pki_release *rel, struct dbpki_err *e);
+
+#endif

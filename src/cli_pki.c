@@ -1,0 +1,602 @@
+/* cli_pki: ca, issue, csr, sign, inspect, match, verify.  Argument parsing
+ * and exit codes only; the work is in pki_*.c. */
+#include "dbpki/cli.h"
+#include "dbpki/log.h"
+#include "dbpki/pki.h"
+#include "dbpki/util.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+
+#define CLI_MAX_SAN 64
+
+static const char usage_ca[] =
+    "usage: dbpki ca init -c INVENTORY\n"
+    "       dbpki ca import -c INVENTORY --cert PEM   (not yet available)\n"
+    "       dbpki ca export -c INVENTORY --out PATH   (not yet available)\n"
+    "\n"
+    "init creates the cluster CA (dbca) in state_dir/ca: a key of [ca] key\n"
+    "and a self-signed certificate valid for [ca] validity.  With [ca]\n"
+    "passphrase_file or passphrase_env the key is encrypted at rest.\n"
+    "An existing CA is never overwritten (exit 1).\n";
+
+static const char usage_issue[] =
+    "usage: dbpki issue -c INVENTORY [--force]\n"
+    "\n"
+    "Make the local store hold every certificate the inventory needs: a\n"
+    "server certificate per database node (or one shared), and the client\n"
+    "certificate.  A certificate that is valid, matches the inventory and\n"
+    "is not within renew_before of expiry is kept; the others are reissued\n"
+    "and the old ones marked superseded.  --force reissues all.\n"
+    "Exit 4 when there is no CA yet (run: dbpki ca init -c INVENTORY).\n";
+
+static const char usage_csr[] =
+    "usage: dbpki csr --cn CN [--san NAME]... --key-type TYPE --out PREFIX\n"
+    "       dbpki csr -c INVENTORY\n"
+    "\n"
+    "Make a key and a certificate signing request for an external CA.\n"
+    "The first form writes PREFIX.key (0600) and PREFIX.csr; --san takes a\n"
+    "host name or an IP address (repeat it or give a comma list); TYPE is\n"
+    "ec:P-256, ec:P-384, rsa:3072 or rsa:4096.  The second form writes one\n"
+    "pair per certificate the inventory needs into state_dir/csr/.\n";
+
+static const char usage_sign[] =
+    "usage: dbpki sign -c INVENTORY CSR --profile server|client --out CERT"
+    " [--days N]\n"
+    "\n"
+    "Sign CSR with the cluster CA using the dbserver or dbclient profile.\n"
+    "The CN and SANs are taken from the CSR (DNS names and IP addresses\n"
+    "only); the validity is the inventory's unless --days is given, and\n"
+    "never beyond the CA's.  The certificate is also recorded in the store.\n";
+
+static const char usage_inspect[] =
+    "usage: dbpki inspect CERT [--json]\n"
+    "\n"
+    "Show subject, issuer, serial, validity with days left, SANs, key type\n"
+    "and size, purpose and SHA-256 fingerprint.\n";
+
+static const char usage_match[] =
+    "usage: dbpki match KEY CERT\n"
+    "\n"
+    "Exit 0 if KEY is the private key of CERT, 1 otherwise.\n";
+
+static const char usage_verify[] =
+    "usage: dbpki verify CERT BUNDLE [--host NAME] [--purpose "
+    "server|client|any]\n"
+    "\n"
+    "Verify CERT against BUNDLE (at most 10 PEM certificates: the\n"
+    "self-signed ones are trusted, the others may be intermediates).\n"
+    "--host also requires NAME (host name or IP) in the SANs and implies\n"
+    "--purpose server.  Exit 0 when valid, 3 with the reason otherwise.\n";
+
+static int
+help_or_usage(const char *text, int is_help)
+{
+	fputs(text, is_help ? stdout : stderr);
+	return is_help ? EXIT_DONE : EXIT_USAGE;
+}
+
+static int
+bad_usage(const char *text, const char *why)
+{
+	log_error("%s", why);
+	return help_or_usage(text, 0);
+}
+
+/* ---- ca ---------------------------------------------------------------- */
+
+int
+cli_ca(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dbpki_cluster *c = NULL;
+	struct dbpki_err e;
+	const char *inv = NULL;
+	int ch, rc;
+
+	for (ch = 1; ch < argc; ch++)
+		if (strcmp(argv[ch], "import") == 0 ||
+		    strcmp(argv[ch], "export") == 0) {
+			log_error("ca %s is not yet available in this build",
+			    argv[ch]);
+			return EXIT_USAGE;
+		}
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		if (ch == 'c')
+			inv = optarg;
+		else
+			return help_or_usage(usage_ca, ch == 'h');
+	}
+	if (optind >= argc)
+		return bad_usage(usage_ca, "ca: which action? init, import or "
+		    "export");
+	if (strcmp(argv[optind], "init") != 0 || optind + 1 != argc)
+		return bad_usage(usage_ca, "ca: unknown action or extra "
+		    "arguments");
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return EXIT_FAILED;
+	if ((rc = cli_load_cluster(inv, c)) != 0)
+		goto out;
+	err_clear(&e);
+	if (pki_ca_init(c, &e) != 0) {
+		rc = cli_fail(&e);
+		goto out;
+	}
+	log_info("created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
+	    c->state_dir, c->state_dir, c->ca_passphrase_file[0] ||
+	    c->ca_passphrase_env[0] ? ", encrypted" : "");
+	rc = EXIT_DONE;
+out:
+	free(c);
+	return rc;
+}
+
+/* ---- issue ------------------------------------------------------------- */
+
+int
+cli_issue(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dbpki_cluster *c = NULL;
+	struct dbpki_err e;
+	const char *inv = NULL;
+	int ch, rc, force = 0;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': inv = optarg; break;
+		case 'f': force = 1; break;
+		case 'h': return help_or_usage(usage_issue, 1);
+		default: return help_or_usage(usage_issue, 0);
+		}
+	}
+	if (optind != argc)
+		return bad_usage(usage_issue, "issue: unexpected argument");
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return EXIT_FAILED;
+	if ((rc = cli_load_cluster(inv, c)) != 0)
+		goto out;
+	err_clear(&e);
+	rc = pki_issue_all(c, force, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+out:
+	free(c);
+	return rc;
+}
+
+/* ---- csr --------------------------------------------------------------- */
+
+struct csr_opts {
+	const char *inv, *cn, *type, *out;
+	char sans[CLI_MAX_SAN][CFG_HOST];
+	int n_san;
+};
+
+/* --san takes one name or a comma list. */
+static int
+add_sans(struct csr_opts *o, const char *arg)
+{
+	const char *p = arg, *comma;
+	size_t n;
+
+	while (*p != '\0') {
+		comma = strchr(p, ',');
+		n = comma ? (size_t)(comma - p) : strlen(p);
+		if (n == 0 || n >= CFG_HOST || o->n_san >= CLI_MAX_SAN)
+			return -1;
+		memcpy(o->sans[o->n_san], p, n);
+		o->sans[o->n_san][n] = '\0';
+		if (!util_valid_hostname(o->sans[o->n_san]) &&
+		    !util_valid_ip(o->sans[o->n_san]))
+			return -1;
+		o->n_san++;
+		p += n + (comma ? 1 : 0);
+	}
+	return 0;
+}
+
+static int
+csr_write_files(const char *prefix, EVP_PKEY *k, X509_REQ *req,
+    struct dbpki_err *e)
+{
+	unsigned char *kpem = NULL;
+	size_t klen = 0;
+	char path[CFG_PATH + 8], *data;
+	BIO *b = NULL;
+	long len;
+	int r;
+
+	if ((r = pki_key_to_pem(k, NULL, &kpem, &klen, e)) != 0)
+		return r;
+	if ((b = BIO_new(BIO_s_mem())) == NULL ||
+	    !PEM_write_bio_X509_REQ(b, req) ||
+	    (len = BIO_get_mem_data(b, &data)) <= 0)
+		r = err_ssl(e, "cannot encode the CSR");
+	else if (util_fmt(path, sizeof(path), "%s.key", prefix) != 0)
+		r = err_set(e, DBPKI_E_USAGE, "--out: too long");
+	else if ((r = util_write_atomic(path, kpem, klen, 0600, e)) == 0 &&
+	    util_fmt(path, sizeof(path), "%s.csr", prefix) == 0 &&
+	    (r = util_write_atomic(path, data, (size_t)len, 0644, e)) == 0)
+		log_info("wrote %s.csr and %s.key (mode 0600)", prefix, prefix);
+	BIO_free(b);
+	util_freezero(kpem, klen + 1);
+	return r;
+}
+
+static int
+csr_single(struct csr_opts *o)
+{
+	struct pki_spec *s = NULL;
+	struct dbpki_err e;
+	enum cfg_key_alg alg;
+	EVP_PKEY *k = NULL;
+	X509_REQ *req = NULL;
+	int i, rc = EXIT_FAILED;
+
+	err_clear(&e);
+	if (o->cn == NULL || o->type == NULL || o->out == NULL)
+		return bad_usage(usage_csr, "csr: --cn, --key-type and --out "
+		    "are required (or -c INVENTORY)");
+	if (cfg_parse_key(o->type, &alg) != 0)
+		return bad_usage(usage_csr, "csr: --key-type must be ec:P-256, "
+		    "ec:P-384, rsa:3072 or rsa:4096");
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return EXIT_FAILED;
+	s->profile = PKI_PROFILE_SERVER;
+	if (util_fmt(s->cn, sizeof(s->cn), "%s", o->cn) != 0) {
+		free(s);
+		return bad_usage(usage_csr, "csr: --cn too long");
+	}
+	for (i = 0; i < o->n_san; i++)
+		s->san[s->n_san++] = o->sans[i];
+	if (pki_key_generate(alg, &k, &e) != 0 ||
+	    pki_csr_build(s, k, &req, &e) != 0 ||
+	    csr_write_files(o->out, k, req, &e) != 0)
+		rc = cli_fail(&e);
+	else
+		rc = EXIT_DONE;
+	X509_REQ_free(req);
+	EVP_PKEY_free(k);
+	free(s);
+	return rc;
+}
+
+int
+cli_csr(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "cn", required_argument, NULL, 'n' },
+		{ "san", required_argument, NULL, 's' },
+		{ "key-type", required_argument, NULL, 'k' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dbpki_cluster *c = NULL;
+	struct csr_opts *o;
+	struct dbpki_err e;
+	int ch, rc = EXIT_USAGE;
+
+	if ((o = calloc(1, sizeof(*o))) == NULL)
+		return EXIT_FAILED;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "c:n:s:k:o:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->inv = optarg; break;
+		case 'n': o->cn = optarg; break;
+		case 'k': o->type = optarg; break;
+		case 'o': o->out = optarg; break;
+		case 's':
+			if (add_sans(o, optarg) != 0) {
+				rc = bad_usage(usage_csr, "csr: --san takes "
+				    "host names or IP addresses");
+				goto out;
+			}
+			break;
+		case 'h': rc = help_or_usage(usage_csr, 1); goto out;
+		default: rc = help_or_usage(usage_csr, 0); goto out;
+		}
+	}
+	if (optind != argc) {
+		rc = bad_usage(usage_csr, "csr: unexpected argument");
+		goto out;
+	}
+	if (o->inv == NULL) {
+		rc = csr_single(o);
+		goto out;
+	}
+	if (o->cn != NULL || o->type != NULL || o->out != NULL || o->n_san) {
+		rc = bad_usage(usage_csr, "csr: -c cannot be combined with "
+		    "--cn/--san/--key-type/--out");
+		goto out;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (rc = cli_load_cluster(o->inv, c)) != 0)
+		goto out;
+	err_clear(&e);
+	rc = pki_csr_all(c, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+out:
+	free(c);
+	free(o);
+	return rc;
+}
+
+/* ---- sign -------------------------------------------------------------- */
+
+static int
+read_csr(const char *path, X509_REQ **out, struct dbpki_err *e)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	BIO *b;
+	int r;
+
+	*out = NULL;
+	if ((r = util_read_file(path, UTIL_MAX_INPUT, 0, &buf, &len, e)) != 0)
+		return r;
+	if ((b = BIO_new_mem_buf(buf, (int)len)) != NULL)
+		*out = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL);
+	BIO_free(b);
+	free(buf);
+	if (*out == NULL)
+		return err_ssl(e, "%s: not a PEM certificate request", path);
+	return 0;
+}
+
+struct sign_opts {
+	const char *inv, *csr, *profile, *out;
+	long long days;
+};
+
+static int
+sign_run(const struct dbpki_cluster *c, const struct sign_opts *o,
+    struct dbpki_err *e)
+{
+	char (*names)[CFG_HOST] = NULL;
+	struct pki_spec *s = NULL;
+	struct pki_ca *ca = NULL;
+	unsigned char *pem = NULL;
+	X509_REQ *req = NULL;
+	X509 *x = NULL;
+	size_t len = 0;
+	int r;
+
+	names = calloc(PKI_MAX_SAN, sizeof(*names));
+	s = calloc(1, sizeof(*s));
+	if (names == NULL || s == NULL) {
+		r = err_set(e, DBPKI_E_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((r = pki_ca_load(c, &ca, e)) != 0 ||
+	    (r = read_csr(o->csr, &req, e)) != 0 ||
+	    (r = pki_csr_read_spec(req, s, names, PKI_MAX_SAN, e)) != 0)
+		goto out;
+	s->profile = strcmp(o->profile, "server") == 0 ? PKI_PROFILE_SERVER :
+	    PKI_PROFILE_CLIENT;
+	s->validity = o->days > 0 ? o->days * 86400 :
+	    s->profile == PKI_PROFILE_SERVER ? c->server_validity :
+	    c->client_validity;
+	if ((r = pki_cert_build(s, X509_REQ_get0_pubkey(req), ca->cert,
+	    ca->key, &x, e)) != 0 ||
+	    (r = pki_cert_to_pem(x, &pem, &len, e)) != 0 ||
+	    (r = util_write_atomic(o->out, pem, len, 0644, e)) != 0 ||
+	    (r = pki_store_record_signed(c, x, e)) != 0)
+		goto out;
+	pki_inspect_print(stdout, x, 0);
+	log_info("wrote %s", o->out);
+out:
+	free(pem);
+	X509_free(x);
+	X509_REQ_free(req);
+	pki_ca_free(ca);
+	free(s);
+	free(names);
+	return r;
+}
+
+int
+cli_sign(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "profile", required_argument, NULL, 'p' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "days", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct sign_opts o = { NULL, NULL, NULL, NULL, 0 };
+	struct dbpki_cluster *c = NULL;
+	struct dbpki_err e;
+	int ch, rc;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "c:p:o:d:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o.inv = optarg; break;
+		case 'p': o.profile = optarg; break;
+		case 'o': o.out = optarg; break;
+		case 'd':
+			if (util_parse_int(optarg, 1, 3650, &o.days) != 0)
+				return bad_usage(usage_sign, "sign: --days "
+				    "takes 1 to 3650");
+			break;
+		case 'h': return help_or_usage(usage_sign, 1);
+		default: return help_or_usage(usage_sign, 0);
+		}
+	}
+	if (optind + 1 != argc || o.profile == NULL || o.out == NULL)
+		return bad_usage(usage_sign, "sign: give one CSR, --profile and "
+		    "--out");
+	o.csr = argv[optind];
+	if (strcmp(o.profile, "server") != 0 && strcmp(o.profile, "client") != 0)
+		return bad_usage(usage_sign, "sign: --profile is server or "
+		    "client");
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return EXIT_FAILED;
+	if ((rc = cli_load_cluster(o.inv, c)) == 0) {
+		err_clear(&e);
+		rc = sign_run(c, &o, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+	}
+	free(c);
+	return rc;
+}
+
+/* ---- inspect / match / verify ------------------------------------------ */
+
+int
+cli_inspect(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dbpki_err e;
+	X509 *x = NULL;
+	int ch, json = 0;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "jh", opts, NULL)) != -1) {
+		if (ch == 'j')
+			json = 1;
+		else
+			return help_or_usage(usage_inspect, ch == 'h');
+	}
+	if (optind + 1 != argc)
+		return bad_usage(usage_inspect, "inspect: give one CERT");
+	err_clear(&e);
+	if (pki_cert_load_pem(argv[optind], &x, &e) != 0)
+		return cli_fail(&e);
+	pki_inspect_print(stdout, x, json);
+	X509_free(x);
+	return EXIT_DONE;
+}
+
+static int
+load_any_key(const char *path, EVP_PKEY **out, struct dbpki_err *e)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	/* Not UTIL_RF_PRIVATE: a root-owned 0640 key is legitimate on a
+	 * database node, and looking at a key does not expose it. */
+	if ((r = util_read_file(path, UTIL_MAX_INPUT, 0, &buf, &len, e)) != 0)
+		return r;
+	r = pki_key_from_pem(buf, len, NULL, path, out, e);
+	util_freezero(buf, len + 1);
+	return r;
+}
+
+int
+cli_match(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dbpki_err e;
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	int ch, rc;
+
+	optind = 0;
+	if ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+		return help_or_usage(usage_match, ch == 'h');
+	if (optind + 2 != argc)
+		return bad_usage(usage_match, "match: give KEY and CERT");
+	err_clear(&e);
+	if (load_any_key(argv[optind], &k, &e) != 0 ||
+	    pki_cert_load_pem(argv[optind + 1], &x, &e) != 0) {
+		rc = cli_fail(&e);
+		goto out;
+	}
+	if (pki_cert_key_matches(x, k)) {
+		log_info("match: %s belongs to %s", argv[optind],
+		    argv[optind + 1]);
+		rc = EXIT_DONE;
+	} else {
+		log_error("no match: %s is not the key of %s (the certificate "
+		    "was made for another key)", argv[optind],
+		    argv[optind + 1]);
+		rc = EXIT_FAILED;
+	}
+out:
+	EVP_PKEY_free(k);
+	X509_free(x);
+	return rc;
+}
+
+int
+cli_verify(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "host", required_argument, NULL, 'H' },
+		{ "purpose", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum pki_purpose purpose = PKI_PURPOSE_ANY;
+	STACK_OF(X509) *bundle = NULL;
+	const char *host = NULL, *pur = NULL;
+	struct dbpki_err e;
+	X509 *x = NULL;
+	int ch, rc;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "H:p:h", opts, NULL)) != -1) {
+		if (ch == 'H')
+			host = optarg;
+		else if (ch == 'p')
+			pur = optarg;
+		else
+			return help_or_usage(usage_verify, ch == 'h');
+	}
+	if (optind + 2 != argc)
+		return bad_usage(usage_verify, "verify: give CERT and BUNDLE");
+	if (host != NULL)
+		purpose = PKI_PURPOSE_SERVER;
+	if (pur != NULL && strcmp(pur, "server") == 0)
+		purpose = PKI_PURPOSE_SERVER;
+	else if (pur != NULL && strcmp(pur, "client") == 0)
+		purpose = PKI_PURPOSE_CLIENT;
+	else if (pur != NULL && strcmp(pur, "any") == 0)
+		purpose = PKI_PURPOSE_ANY;
+	else if (pur != NULL)
+		return bad_usage(usage_verify, "verify: --purpose is server, "
+		    "client or any");
+	err_clear(&e);
+	if (pki_cert_load_pem(argv[optind], &x, &e) != 0 ||
+	    pki_bundle_load(argv[optind + 1], &bundle, &e) != 0) {
+		rc = cli_fail(&e);
+		goto out;
+	}
+	if (pki_verify(x, bundle, purpose, host, 0, &e) != 0) {
+		log_error("%s: %s", argv[optind], e.msg);
+		rc = EXIT_VERIFY;
+		goto out;
+	}
+	log_info("%s: OK%s%s", argv[optind], host ? ", covers " : "",
+	    host ? host : "");
+	rc = EXIT_DONE;
+out:
+	sk_X509_pop_free(bundle, X509_free);
+	X509_free(x);
+	return rc;
+}

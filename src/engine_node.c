@@ -1,0 +1,215 @@
+/* engine_node: one node's share of a step — ship the release, render the
+ * node script, run it, judge the result.  Runs on a pool thread; touches
+ * only its own struct engine_node. */
+#include "dbpki/engine_int.h"
+#include "dbpki/log.h"
+#include "dbpki/template.h"
+#include "dbpki/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Comma-separated /32 (or /128) of every node, the default for pg_hba. */
+static void
+default_networks(const struct dbpki_cluster *c, char *out, size_t outsz)
+{
+	size_t len;
+	int i;
+
+	out[0] = '\0';
+	for (i = 0; i < c->n_nodes; i++) {
+		len = strlen(out);
+		snprintf(out + len, outsz - len, "%s%s/%s", i ? "," : "",
+		    c->nodes[i].address,
+		    strchr(c->nodes[i].address, ':') ? "128" : "32");
+	}
+}
+
+int
+engine_node_vars(const struct engine_run *r, const struct cfg_node *n,
+    struct tpl_vars *v, struct dbpki_err *e)
+{
+	const struct dbpki_cluster *c = r->c;
+	const struct cfg_node *p = cfg_primary(c);
+	char port[16], pport[16], nets[CFG_PATH * 2], rdir[CFG_PATH * 2];
+	char replicas[CFG_MAX_NODES * (CFG_NAME + 1)] = "";
+	size_t len;
+	int i, rc = 0;
+
+	snprintf(port, sizeof(port), "%d", n->pg.port);
+	snprintf(pport, sizeof(pport), "%d", p->pg.port);
+	if (n->pg.allowed_networks[0] != '\0')
+		snprintf(nets, sizeof(nets), "%s", n->pg.allowed_networks);
+	else
+		default_networks(c, nets, sizeof(nets));
+	snprintf(rdir, sizeof(rdir), "%s/releases/%s", n->pg.cert_dir,
+	    r->release_id);
+	for (i = 0; i < c->n_nodes; i++) {
+		if (c->nodes[i].role != ROLE_REPLICA)
+			continue;
+		len = strlen(replicas);
+		snprintf(replicas + len, sizeof(replicas) - len, "%s%s",
+		    len ? "," : "", c->nodes[i].name);
+	}
+	const char *kv[][2] = {
+		{ "cluster", c->name }, { "node", n->name },
+		{ "role", cfg_role_name(n->role) }, { "host", n->host },
+		{ "address", n->address }, { "port", port },
+		{ "pgdata", n->pg.pgdata }, { "bindir", n->pg.bindir },
+		{ "cert_dir", n->pg.cert_dir }, { "socket_dir", n->pg.socket_dir },
+		{ "allowed_networks", nets }, { "release_id", r->release_id },
+		{ "release_dir", rdir }, { "db_user", c->client_common_name },
+		{ "primary", p->name }, { "primary_host", p->host },
+		{ "primary_address", p->address }, { "primary_port", pport },
+		{ "replicas", replicas }, { "sentinel", ENGINE_SENTINEL },
+		{ "run_id", r->journal.id },
+	};
+	for (i = 0; i < (int)(sizeof(kv) / sizeof(kv[0])) && rc == 0; i++)
+		rc = tpl_vars_set(v, kv[i][0], kv[i][1], e);
+	return rc;
+}
+
+static int
+ship_release(struct engine_run *r, struct engine_node *en,
+    struct dbpki_err *e)
+{
+	char dir[CFG_PATH * 2], path[CFG_PATH * 2 + 32];
+	int i, rc;
+
+	snprintf(dir, sizeof(dir), "%s/releases/%s", en->n->pg.cert_dir,
+	    r->release_id);
+	if ((rc = ssh_mkdir(en->conn, dir, 0700, e)) != 0)
+		return err_wrap(e, "creating %s", dir);
+	for (i = 0; i < en->rel.n; i++) {
+		const struct pki_file *f = &en->rel.files[i];
+
+		snprintf(path, sizeof(path), "%s/%s", dir, f->name);
+		if ((rc = ssh_upload(en->conn, path, f->data, f->len, (int)f->mode,
+			 e)) != 0)
+			return err_wrap(e, "uploading %s", path);
+	}
+	return 0;
+}
+
+/* The last few lines of the node's output, for the error message. */
+static void
+output_tail(const struct ssh_result *res, char *out, size_t outsz)
+{
+	const char *s = res->out ? res->out : "";
+	size_t len = res->out_len, start = len > 600 ? len - 600 : 0;
+	int lines = 0;
+	size_t i;
+
+	for (i = len; i > start; i--)
+		if (s[i - 1] == '\n' && i != len && ++lines == 8) {
+			start = i;
+			break;
+		}
+	log_sanitize(out, outsz, s + start, len - start, 1);
+}
+
+int
+engine_render_script(const struct engine_run *r, const struct cfg_node *n,
+    const char *action, char **out, struct dbpki_err *e)
+{
+	const char *platform = cfg_platform_name(r->c->platform);
+	struct tpl_vars v = { 0 };
+	char *common = NULL, *body = NULL;
+	size_t lc, lb;
+	int rc;
+
+	*out = NULL;
+	if ((rc = engine_node_vars(r, n, &v, e)) != 0 ||
+	    (rc = tpl_render_file(platform, "common", &v, &common, e)) != 0 ||
+	    (rc = tpl_render_file(platform, action, &v, &body, e)) != 0)
+		goto out;
+	lc = strlen(common);
+	lb = strlen(body);
+	if ((*out = malloc(lc + lb + 1)) == NULL) {
+		rc = err_set(e, DBPKI_E_NOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(*out, common, lc);
+	memcpy(*out + lc, body, lb + 1);
+out:
+	free(common);
+	free(body);
+	tpl_vars_free(&v);
+	return rc;
+}
+
+/* The node's last word before the sentinel ("node1: restarted ..."),
+ * without the "node: " prefix the scripts' say() adds. */
+static void
+output_note(const char *tail, const char *node, char *out, size_t outsz)
+{
+	char buf[sizeof(((struct engine_result *)0)->tail)];
+	char *line, *save = NULL, *last = NULL;
+	size_t plen = strlen(node);
+
+	snprintf(buf, sizeof(buf), "%s", tail);
+	for (line = strtok_r(buf, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		if (strcmp(line, ENGINE_SENTINEL) != 0)
+			last = line;
+	out[0] = '\0';
+	if (last == NULL)
+		return;
+	if (strncmp(last, node, plen) == 0 && strncmp(last + plen, ": ", 2) == 0)
+		last += plen + 2;
+	snprintf(out, outsz, "%s", last);
+}
+
+static int
+run_action(struct engine_run *r, struct engine_node *en, const char *action,
+    struct engine_result *res, struct dbpki_err *e)
+{
+	struct ssh_result sr = { 0 };
+	char *script = NULL;
+	int rc;
+
+	if ((rc = engine_render_script(r, en->n, action, &script, e)) != 0)
+		goto out;
+	rc = ssh_exec_script(en->conn, script, en->n->ssh.command_timeout, &sr, e);
+	res->exit_status = sr.exit_status;
+	output_tail(&sr, res->tail, sizeof(res->tail));
+	output_note(res->tail, en->n->name, res->note, sizeof(res->note));
+	if (rc == 0 && !ssh_result_ok(&sr, ENGINE_SENTINEL)) {
+		if (sr.signal != NULL)
+			rc = err_set(e, DBPKI_E_REMOTE, "killed by signal %.32s",
+			    sr.signal);
+		else if (sr.exit_status != 0)
+			rc = err_set(e, DBPKI_E_REMOTE, "exit status %d",
+			    sr.exit_status);
+		else
+			rc = err_set(e, DBPKI_E_REMOTE, "the script did not confirm "
+			    "success (no final '%s' line)", ENGINE_SENTINEL);
+	}
+out:
+	ssh_result_free(&sr);
+	free(script);
+	return rc;
+}
+
+void
+engine_node_step(struct engine_run *r, struct engine_node *en,
+    const struct pb_step *s, const char *action, struct engine_result *res)
+{
+	struct dbpki_err e;
+	int64_t t0 = util_mono_ms();
+	int rc = 0;
+
+	err_clear(&e);
+	memset(res, 0, sizeof(*res));
+	if (s->upload && strcmp(action, s->action) == 0)
+		rc = ship_release(r, en, &e);
+	if (rc == 0)
+		rc = run_action(r, en, action, res, &e);
+	res->ms = util_mono_ms() - t0;
+	res->state = rc == 0 ? RES_OK : RES_FAILED;
+	res->code = rc;
+	if (rc != 0)
+		snprintf(res->error, sizeof(res->error), "%.500s", e.msg);
+	engine_report_node(r, en, s, action, res);
+}

@@ -1,0 +1,476 @@
+/* pki_store: the local store under state_dir (see docs/store.md): layout,
+ * the certificate index, the CA's files and its passphrase. */
+#include "dbpki/pki.h"
+#include "dbpki/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define INDEX_HEADER "# dbpki certificate index v1\n" \
+	"# serial\tstatus\tkind\tnode\tnot_before\tnot_after\tkey\tsubject\n"
+#define INDEX_FIELDS 8
+
+static const char *const store_dirs[] = { "ca", "issued", "keys" };
+
+int
+pki_store_path(const struct dbpki_cluster *c, char out[CFG_PATH],
+    const char *fmt, ...)
+{
+	char rel[CFG_PATH];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(rel, sizeof(rel), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(rel))
+		return -1;
+	return util_fmt(out, CFG_PATH, "%s/%s", c->state_dir, rel);
+}
+
+int
+pki_store_prepare(const struct dbpki_cluster *c, struct dbpki_err *e)
+{
+	char p[CFG_PATH];
+	size_t i;
+	int r;
+
+	if ((r = util_mkdirs(c->state_dir, 0700, e)) != 0)
+		return err_wrap(e, "state_dir");
+	for (i = 0; i < sizeof(store_dirs) / sizeof(store_dirs[0]); i++) {
+		if (pki_store_path(c, p, "%s", store_dirs[i]) != 0)
+			return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+		if ((r = util_mkdirs(p, 0700, e)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+const char *
+pki_status_name(enum pki_status s)
+{
+	switch (s) {
+	case PKI_ACTIVE: return "active";
+	case PKI_SUPERSEDED: return "superseded";
+	case PKI_REVOKED: return "revoked";
+	}
+	return "?";
+}
+
+static int
+status_parse(const char *s, enum pki_status *out)
+{
+	if (strcmp(s, "active") == 0)
+		*out = PKI_ACTIVE;
+	else if (strcmp(s, "superseded") == 0)
+		*out = PKI_SUPERSEDED;
+	else if (strcmp(s, "revoked") == 0)
+		*out = PKI_REVOKED;
+	else
+		return -1;
+	return 0;
+}
+
+void
+pki_index_free(struct pki_index *idx)
+{
+	free(idx->v);
+	idx->v = NULL;
+	idx->n = idx->cap = 0;
+}
+
+int
+pki_index_add(struct pki_index *idx, const struct pki_entry *ent,
+    struct dbpki_err *e)
+{
+	struct pki_entry *nv;
+	size_t cap;
+
+	if (idx->n == idx->cap) {
+		cap = idx->cap ? idx->cap * 2 : 64;
+		if ((nv = realloc(idx->v, cap * sizeof(*nv))) == NULL)
+			return err_set(e, DBPKI_E_NOMEM, "out of memory");
+		idx->v = nv;
+		idx->cap = cap;
+	}
+	idx->v[idx->n++] = *ent;
+	return 0;
+}
+
+struct pki_entry *
+pki_index_active(struct pki_index *idx, const char *kind, const char *node)
+{
+	size_t i;
+
+	/* The newest active entry wins, should an interrupted run ever have
+	 * left two. */
+	for (i = idx->n; i > 0; i--)
+		if (idx->v[i - 1].status == PKI_ACTIVE &&
+		    strcmp(idx->v[i - 1].kind, kind) == 0 &&
+		    strcmp(idx->v[i - 1].node, node) == 0)
+			return &idx->v[i - 1];
+	return NULL;
+}
+
+static int
+valid_serial(const char *s)
+{
+	size_t n = strspn(s, "0123456789abcdef");
+
+	return n > 0 && n < PKI_SERIAL_HEX && s[n] == '\0';
+}
+
+static int
+copy_field(char *dst, size_t dstsz, const char *src)
+{
+	return util_fmt(dst, dstsz, "%s", src);
+}
+
+/* Parse one index line (modified in place). */
+static int
+index_parse_line(char *line, struct pki_entry *ent)
+{
+	char *f[INDEX_FIELDS], *p = line, *tab;
+	int i;
+
+	memset(ent, 0, sizeof(*ent));
+	for (i = 0; i < INDEX_FIELDS; i++) {
+		f[i] = p;
+		tab = strchr(p, '\t');
+		if (i == INDEX_FIELDS - 1)
+			break;
+		if (tab == NULL)
+			return -1;
+		*tab = '\0';
+		p = tab + 1;
+	}
+	if (strchr(f[INDEX_FIELDS - 1], '\t') != NULL || !valid_serial(f[0]) ||
+	    status_parse(f[1], &ent->status) != 0)
+		return -1;
+	if (copy_field(ent->serial, sizeof(ent->serial), f[0]) != 0 ||
+	    copy_field(ent->kind, sizeof(ent->kind), f[2]) != 0 ||
+	    copy_field(ent->node, sizeof(ent->node), f[3]) != 0 ||
+	    copy_field(ent->not_before, sizeof(ent->not_before), f[4]) != 0 ||
+	    copy_field(ent->not_after, sizeof(ent->not_after), f[5]) != 0 ||
+	    copy_field(ent->key, sizeof(ent->key), f[6]) != 0 ||
+	    copy_field(ent->subject, sizeof(ent->subject), f[7]) != 0)
+		return -1;
+	return 0;
+}
+
+int
+pki_index_load(const struct dbpki_cluster *c, struct pki_index *idx,
+    struct dbpki_err *e)
+{
+	struct pki_entry ent;
+	char path[CFG_PATH], *buf = NULL, *line, *nl;
+	int r = 0, lineno = 0;
+
+	memset(idx, 0, sizeof(*idx));
+	if (pki_store_path(c, path, "index.tsv") != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	r = util_read_file(path, 64 * UTIL_MAX_INPUT,
+	    UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &buf, NULL, e);
+	if (r != 0 && errno == ENOENT && r == DBPKI_E_SYS)
+		return 0;
+	if (r != 0)
+		return r;
+	for (line = buf; line != NULL && *line != '\0'; line = nl) {
+		lineno++;
+		if ((nl = strchr(line, '\n')) != NULL)
+			*nl++ = '\0';
+		if (*line == '#' || *line == '\0')
+			continue;
+		if (index_parse_line(line, &ent) != 0) {
+			r = err_set(e, DBPKI_E_CONFIG, "%s:%d: malformed index "
+			    "line; fix or remove it (every certificate is "
+			    "also in %s/issued/)", path, lineno, c->state_dir);
+			break;
+		}
+		if ((r = pki_index_add(idx, &ent, e)) != 0)
+			break;
+	}
+	free(buf);
+	if (r != 0)
+		pki_index_free(idx);
+	return r;
+}
+
+int
+pki_index_save(const struct dbpki_cluster *c, const struct pki_index *idx,
+    struct dbpki_err *e)
+{
+	const struct pki_entry *v;
+	char path[CFG_PATH], *buf = NULL;
+	size_t len = 0, i;
+	FILE *f;
+	int r;
+
+	if (pki_store_path(c, path, "index.tsv") != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if ((f = open_memstream(&buf, &len)) == NULL)
+		return err_sys(e, "cannot build the index");
+	fputs(INDEX_HEADER, f);
+	for (i = 0; i < idx->n; i++) {
+		v = &idx->v[i];
+		fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v->serial,
+		    pki_status_name(v->status), v->kind, v->node,
+		    v->not_before, v->not_after, v->key, v->subject);
+	}
+	if (fclose(f) != 0) {
+		free(buf);
+		return err_sys(e, "cannot build the index");
+	}
+	r = util_write_atomic(path, buf, len, 0644, e);
+	free(buf);
+	return r;
+}
+
+void
+pki_entry_fill(struct pki_entry *ent, X509 *x, const char *kind,
+    const char *node)
+{
+	enum cfg_key_alg alg;
+	char cn[CFG_HOST], *p;
+	EVP_PKEY *pub = X509_get0_pubkey(x);
+
+	memset(ent, 0, sizeof(*ent));
+	pki_cert_serial_hex(x, ent->serial);
+	ent->status = PKI_ACTIVE;
+	util_fmt(ent->kind, sizeof(ent->kind), "%s", kind);
+	util_fmt(ent->node, sizeof(ent->node), "%s", node);
+	util_iso8601(pki_cert_not_before(x), ent->not_before);
+	util_iso8601(pki_cert_not_after(x), ent->not_after);
+	if (pub != NULL && pki_key_alg(pub, &alg) == 0)
+		util_fmt(ent->key, sizeof(ent->key), "%s", cfg_key_name(alg));
+	else
+		util_fmt(ent->key, sizeof(ent->key), "other");
+	if (pki_cert_cn(x, cn, sizeof(cn)) != 0)
+		cn[0] = '\0';
+	/* Keep the index one record per line whatever a CSR's CN held. */
+	for (p = cn; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	util_fmt(ent->subject, sizeof(ent->subject), "CN=%s", cn);
+}
+
+int
+pki_passphrase(const struct dbpki_cluster *c, char **out,
+    struct dbpki_err *e)
+{
+	const char *env;
+	size_t len = 0;
+	int r;
+
+	*out = NULL;
+	if (c->ca_passphrase_file[0] != '\0') {
+		if ((r = util_read_file(c->ca_passphrase_file, 4096,
+		    UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK, out, &len, e)) != 0)
+			return err_wrap(e, "[ca] passphrase_file");
+		if (len > 0 && (*out)[len - 1] == '\n')
+			(*out)[--len] = '\0';
+		if (len > 0 && (*out)[len - 1] == '\r')
+			(*out)[--len] = '\0';
+		if (len == 0 || strlen(*out) != len) {
+			util_freezero(*out, len + 1);
+			*out = NULL;
+			return err_set(e, DBPKI_E_CONFIG, "%s: the passphrase "
+			    "is empty or contains a NUL byte",
+			    c->ca_passphrase_file);
+		}
+		return 0;
+	}
+	if (c->ca_passphrase_env[0] == '\0')
+		return 0;
+	env = getenv(c->ca_passphrase_env);
+	if (env == NULL || *env == '\0')
+		return err_set(e, DBPKI_E_CONFIG, "[ca] passphrase_env: the "
+		    "environment variable %s is not set or empty; export it "
+		    "(never pass a passphrase on the command line)",
+		    c->ca_passphrase_env);
+	if ((*out = strdup(env)) == NULL)
+		return err_set(e, DBPKI_E_NOMEM, "out of memory");
+	return 0;
+}
+
+void
+pki_ca_free(struct pki_ca *ca)
+{
+	if (ca == NULL)
+		return;
+	X509_free(ca->cert);
+	EVP_PKEY_free(ca->key);
+	free(ca);
+}
+
+static int
+ca_paths(const struct dbpki_cluster *c, char crt[CFG_PATH],
+    char key[CFG_PATH], struct dbpki_err *e)
+{
+	if (pki_store_path(c, crt, "ca/dbca.crt") != 0 ||
+	    pki_store_path(c, key, "ca/dbca.key") != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	return 0;
+}
+
+static int
+write_pem(const char *path, const unsigned char *buf, size_t len, mode_t mode,
+    struct dbpki_err *e)
+{
+	return util_write_atomic(path, buf, len, mode, e);
+}
+
+/* Write issued/<serial>.crt and append an index entry. */
+static int
+record_cert(const struct dbpki_cluster *c, X509 *x, const unsigned char *pem,
+    size_t len, const char *kind, const char *node, struct dbpki_err *e)
+{
+	struct pki_index idx;
+	struct pki_entry ent;
+	char path[CFG_PATH];
+	int r;
+
+	pki_entry_fill(&ent, x, kind, node);
+	if (pki_store_path(c, path, "issued/%s.crt", ent.serial) != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if ((r = write_pem(path, pem, len, 0644, e)) != 0)
+		return r;
+	if ((r = pki_index_load(c, &idx, e)) != 0)
+		return r;
+	if ((r = pki_index_add(&idx, &ent, e)) == 0)
+		r = pki_index_save(c, &idx, e);
+	pki_index_free(&idx);
+	return r;
+}
+
+static int
+ca_refuse_existing(const char *crt, const char *key, struct dbpki_err *e)
+{
+	struct stat st;
+
+	if (lstat(crt, &st) == 0)
+		return err_set(e, DBPKI_E_EXISTS, "a CA already exists: %s; "
+		    "refusing to overwrite it (every certificate of the "
+		    "cluster depends on it). Use it as is, or move the "
+		    "state_dir away to start over", crt);
+	if (lstat(key, &st) == 0)
+		return err_set(e, DBPKI_E_EXISTS, "a CA key already exists: "
+		    "%s (without its certificate); refusing to overwrite it. "
+		    "Move it away if it is a leftover", key);
+	return 0;
+}
+
+int
+pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
+{
+	struct pki_spec *s = NULL;
+	char crt[CFG_PATH], key[CFG_PATH], *pass = NULL;
+	unsigned char *kpem = NULL, *cpem = NULL;
+	size_t klen = 0, clen = 0;
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	int r;
+
+	if ((r = ca_paths(c, crt, key, e)) != 0 ||
+	    (r = pki_store_prepare(c, e)) != 0 ||
+	    (r = ca_refuse_existing(crt, key, e)) != 0 ||
+	    (r = pki_passphrase(c, &pass, e)) != 0)
+		goto out;
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		r = err_set(e, DBPKI_E_NOMEM, "out of memory");
+		goto out;
+	}
+	s->profile = PKI_PROFILE_CA;
+	s->validity = c->ca_validity;
+	util_fmt(s->cn, sizeof(s->cn), "%s", c->ca_common_name);
+	if ((r = pki_key_generate(c->ca_key.alg, &k, e)) != 0 ||
+	    (r = pki_cert_build(s, k, NULL, k, &x, e)) != 0 ||
+	    (r = pki_key_to_pem(k, pass, &kpem, &klen, e)) != 0 ||
+	    (r = pki_cert_to_pem(x, &cpem, &clen, e)) != 0)
+		goto out;
+	/* Key first: a certificate without its key would be a CA that looks
+	 * present but cannot sign. */
+	if ((r = write_pem(key, kpem, klen, 0600, e)) != 0 ||
+	    (r = write_pem(crt, cpem, clen, 0644, e)) != 0 ||
+	    (r = record_cert(c, x, cpem, clen, "ca", "-", e)) != 0)
+		goto out;
+out:
+	if (pass != NULL)
+		util_freezero(pass, strlen(pass) + 1);
+	if (kpem != NULL)
+		util_freezero(kpem, klen + 1);
+	free(cpem);
+	free(s);
+	EVP_PKEY_free(k);
+	X509_free(x);
+	return r;
+}
+
+int
+pki_ca_load_cert(const struct dbpki_cluster *c, X509 **out,
+    struct dbpki_err *e)
+{
+	char crt[CFG_PATH], key[CFG_PATH];
+	struct stat st;
+	int r;
+
+	*out = NULL;
+	if ((r = ca_paths(c, crt, key, e)) != 0)
+		return r;
+	if (lstat(crt, &st) == -1 && errno == ENOENT)
+		return err_set(e, DBPKI_E_NOCA, "no CA in %s/ca; run: dbpki "
+		    "ca init -c %s", c->state_dir,
+		    c->path[0] != '\0' ? c->path : "FILE");
+	return pki_cert_load_pem(crt, out, e);
+}
+
+int
+pki_ca_load(const struct dbpki_cluster *c, struct pki_ca **out,
+    struct dbpki_err *e)
+{
+	struct pki_ca *ca = NULL;
+	char crt[CFG_PATH], key[CFG_PATH], *pass = NULL;
+	int r;
+
+	*out = NULL;
+	if ((r = ca_paths(c, crt, key, e)) != 0)
+		return r;
+	if ((ca = calloc(1, sizeof(*ca))) == NULL)
+		return err_set(e, DBPKI_E_NOMEM, "out of memory");
+	if ((r = pki_ca_load_cert(c, &ca->cert, e)) != 0 ||
+	    (r = pki_passphrase(c, &pass, e)) != 0 ||
+	    (r = pki_key_load_pem(key, pass, &ca->key, e)) != 0)
+		goto out;
+	if (!pki_cert_key_matches(ca->cert, ca->key)) {
+		r = err_set(e, DBPKI_E_PKI, "%s does not belong to %s; the CA "
+		    "files are inconsistent", key, crt);
+		goto out;
+	}
+	*out = ca;
+	ca = NULL;
+out:
+	if (pass != NULL)
+		util_freezero(pass, strlen(pass) + 1);
+	pki_ca_free(ca);
+	return r;
+}
+
+int
+pki_store_record_signed(const struct dbpki_cluster *c, X509 *x,
+    struct dbpki_err *e)
+{
+	unsigned char *pem = NULL;
+	size_t len = 0;
+	int r;
+
+	if ((r = pki_store_prepare(c, e)) != 0 ||
+	    (r = pki_cert_to_pem(x, &pem, &len, e)) != 0)
+		return r;
+	r = record_cert(c, x, pem, len, "signed", "-", e);
+	free(pem);
+	return r;
+}

@@ -1,0 +1,152 @@
+# dbpki node-side library for the postgres platform (templates/postgres/common.sh).
+# dbpki prepends it to every action script and sends the result to `sh -s`
+# over SSH; every slot below arrives as one single-quoted shell word.
+set -eu
+umask 077
+
+NODE={{node}}
+ROLE={{role}}
+CLUSTER={{cluster}}
+HOST={{host}}
+ADDRESS={{address}}
+PORT={{port}}
+PGDATA={{pgdata}}
+BINDIR={{bindir}}
+CERT_DIR={{cert_dir}}
+SOCKET_DIR={{socket_dir}}
+ALLOWED_NETWORKS={{allowed_networks}}
+RELEASE_ID={{release_id}}
+RELEASE_DIR={{release_dir}}
+DB_USER={{db_user}}
+PRIMARY_HOST={{primary_host}}
+PRIMARY_ADDRESS={{primary_address}}
+PRIMARY_PORT={{primary_port}}
+SENTINEL={{sentinel}}
+
+PATH="$BINDIR:/usr/sbin:/usr/bin:/sbin:/bin"
+export PATH
+unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGSERVICEFILE PGSSLMODE
+MARK='# managed by dbpki'
+PG_LOG="$CERT_DIR/postgresql.log"
+
+say() { printf '%s: %s\n' "$NODE" "$*"; }
+die() { printf '%s: error: %s\n' "$NODE" "$*" >&2; exit 1; }
+
+pg_running() { pg_ctl -D "$PGDATA" status >/dev/null 2>&1; }
+
+# The cluster's PostgreSQL over the node's own unix socket (peer auth).
+local_psql() {
+	psql -X -q -At -h "$SOCKET_DIR" -p "$PORT" -U "$DB_USER" -d postgres "$@"
+}
+
+wait_ready() {
+	n=0
+	until pg_isready -q -h "$SOCKET_DIR" -p "$PORT"; do
+		n=$((n + 1))
+		[ "$n" -lt 240 ] || die "PostgreSQL did not accept connections within 120 s; see $PG_LOG"
+		sleep 0.5
+	done
+}
+
+# Write stdin to $1 with mode $2: a reader sees the old file or the new one.
+atomic_write() {
+	tmp="$1.dbpki-tmp.$$"
+	cat >"$tmp"
+	chmod "$2" "$tmp"
+	mv -f "$tmp" "$1"
+}
+
+# The libpq connection string this node uses to reach the primary.
+primary_conninfo() {
+	printf 'host=%s hostaddr=%s port=%s user=%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s gssencmode=disable application_name=%s' \
+		"$PRIMARY_HOST" "$PRIMARY_ADDRESS" "$PRIMARY_PORT" "$DB_USER" \
+		"$CERT_DIR/current/dbca.crt" "$CERT_DIR/current/client.crt" \
+		"$CERT_DIR/current/client.key" "$NODE"
+}
+
+# dbpki's own files: settings (included from postgresql.conf), pg_hba and
+# pg_ident.  The user's own lines are never edited; one include line that
+# carries $MARK is added at the end of postgresql.conf.
+write_pg_conf() {
+	me=$(id -un)
+	{
+		echo "$MARK: settings for node $NODE of cluster $CLUSTER; rewritten by dbpki"
+		echo "listen_addresses = '$ADDRESS'"
+		echo "port = $PORT"
+		echo "unix_socket_directories = '$SOCKET_DIR'"
+		echo "ssl = on"
+		echo "ssl_min_protocol_version = 'TLSv1.2'"
+		# Replicas that clone at the same time, or catch up after a
+		# rotate, need the WAL that a checkpoint would otherwise recycle.
+		echo "wal_keep_size = '256MB'"
+		echo "ssl_cert_file = '$CERT_DIR/current/server.crt'"
+		echo "ssl_key_file = '$CERT_DIR/current/server.key'"
+		echo "ssl_ca_file = '$CERT_DIR/current/dbca.crt'"
+		echo "hba_file = '$CERT_DIR/pg_hba.conf'"
+		echo "ident_file = '$CERT_DIR/pg_ident.conf'"
+		if [ "$ROLE" = replica ]; then
+			echo "primary_conninfo = '$(primary_conninfo)'"
+		fi
+	} | atomic_write "$CERT_DIR/postgresql.dbpki.conf" 600
+	{
+		echo "$MARK: only TLS with a client certificate from dbca gets in"
+		echo "local all all peer map=dbpki"
+		for net in $(printf '%s' "$ALLOWED_NETWORKS" | tr ',' ' '); do
+			echo "hostssl all $DB_USER $net cert clientcert=verify-full"
+			echo "hostssl replication $DB_USER $net cert clientcert=verify-full"
+		done
+	} | atomic_write "$CERT_DIR/pg_hba.conf" 600
+	{
+		echo "$MARK"
+		echo "dbpki $me $DB_USER"
+		echo "dbpki $me $me"
+	} | atomic_write "$CERT_DIR/pg_ident.conf" 600
+	conf="$PGDATA/postgresql.conf"
+	[ -f "$conf" ] || die "$conf is missing"
+	cp -p "$conf" "$conf.dbpki-tmp.$$"
+	{
+		grep -v -F "$MARK" "$conf" || true
+		echo "include '$CERT_DIR/postgresql.dbpki.conf'   $MARK"
+	} >"$conf.dbpki-tmp.$$"
+	mv -f "$conf.dbpki-tmp.$$" "$conf"
+}
+
+pg_start() {
+	pg_ctl -D "$PGDATA" -l "$PG_LOG" -w -t 120 start >/dev/null ||
+		die "PostgreSQL did not start; last lines of $PG_LOG: $(tail -n 5 "$PG_LOG" 2>/dev/null)"
+	wait_ready
+}
+
+pg_stop() {
+	if pg_running; then
+		pg_ctl -D "$PGDATA" -m fast -w -t 120 stop >/dev/null || die "PostgreSQL did not stop"
+	fi
+}
+
+# Move a data directory aside, never delete it.
+move_aside() {
+	aside="$PGDATA.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
+	mv "$PGDATA" "$aside"
+	say "moved the old data directory aside to $aside (not deleted)"
+}
+
+dir_empty() { [ ! -d "$1" ] || [ -z "$(ls -A "$1")" ]; }
+
+# Apply dbpki's settings to the primary and (re)start it; the restart is the
+# primary's only downtime, and it is measured.
+configure_primary() {
+	write_pg_conf
+	if pg_running; then
+		t0=$(date +%s%N)
+		pg_ctl -D "$PGDATA" -l "$PG_LOG" -m fast -w -t 120 restart >/dev/null ||
+			die "PostgreSQL did not restart; last lines of $PG_LOG: $(tail -n 5 "$PG_LOG")"
+		wait_ready
+		t1=$(date +%s%N)
+		say "restarted with the new settings (unavailable for $(((t1 - t0) / 1000000)) ms)"
+	else
+		pg_start
+		say "started"
+	fi
+	[ "$(local_psql -c 'SELECT pg_is_in_recovery()')" = f ] ||
+		die "PostgreSQL is in recovery, not a primary"
+}

@@ -1,0 +1,4 @@
+#!/bin/sh
+# test template for tests/unit/test_template.c
+printf '%s\n' {{node}}
+port={{!port}}

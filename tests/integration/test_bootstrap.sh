@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Issue 4: bootstrap a lab cluster (primary, 2 replicas, client) and check the
+# result WITHOUT dbpki's own code: psql verify-full to every node, rows written
+# on the primary appear on both replicas, openssl s_client verifies each
+# node's certificate and SANs, keys are 0600, connections without a client
+# certificate or without TLS are refused.  Then: bootstrap again converges
+# without touching data; a join failure is reported with node, step and
+# output while the primary stays up.
+set -euo pipefail
+: "${DBPKI:?} ${DBPKI_ROOT:?}"
+NET=127.0.40
+LAB=$(mktemp -d /tmp/dbpki-lab.XXXXXX)
+chmod 755 "$LAB"
+cleanup() { "$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,replica,client
+INI=$LAB/cluster.ini
+
+out=$("$DBPKI" bootstrap -c "$INI" 2>&1) || { echo "$out"; fail "bootstrap exited $?"; }
+echo "$out" | tail -n 12
+pass "bootstrap exited 0"
+
+# The admin's view, with files only from the client node (as an app would).
+C=$LAB/nodes/node4/certs/current
+[ -f "$C/client.key" ] || fail "client node has no client.key"
+conn() { # node-number
+	echo "host=node$1.lab.test hostaddr=$NET.1$1 port=5432 user=postgres dbname=postgres sslmode=verify-full sslrootcert=$C/dbca.crt sslcert=$C/client.crt sslkey=$C/client.key gssencmode=disable connect_timeout=5"
+}
+q() { psql -X -At -d "$(conn "$1")" -c "$2"; }
+
+[ "$(q 1 'SELECT pg_is_in_recovery()')" = f ] || fail "node1 is not a primary"
+[ "$(q 2 'SELECT pg_is_in_recovery()')" = t ] || fail "node2 is not a replica"
+[ "$(q 3 'SELECT pg_is_in_recovery()')" = t ] || fail "node3 is not a replica"
+pass "psql verify-full to every database node; roles right"
+
+q 1 "CREATE TABLE t(id int primary key, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1,1000) g" >/dev/null
+for n in 2 3; do
+	for i in $(seq 1 50); do
+		[ "$(q $n 'SELECT count(*) FROM t' 2>/dev/null || true)" = 1000 ] && break
+		sleep 0.2
+	done
+	[ "$(q $n 'SELECT count(*) FROM t')" = 1000 ] || fail "rows did not reach node$n"
+done
+pass "1000 rows written on the primary are on both replicas"
+
+streaming=$(q 1 "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.state = 'streaming' AND s.ssl AND s.client_dn = '/CN=postgres' AND r.application_name IN ('node2','node3')")
+[ "$streaming" = 2 ] || fail "expected 2 replicas streaming over SSL with the dbclient cert, saw $streaming"
+pass "both replicas stream over SSL, authenticated by CN=postgres"
+
+for n in 1 2 3; do
+	res=$(openssl s_client -starttls postgres -connect "$NET.1$n:5432" -CAfile "$C/dbca.crt" \
+		-verify_return_error -verify_hostname "node$n.lab.test" </dev/null 2>&1) ||
+		{ echo "$res" | tail -5; fail "openssl s_client refused node$n"; }
+	echo "$res" | grep -q 'Verify return code: 0 (ok)' || fail "node$n: no verify ok"
+	echo "$res" | openssl x509 -noout -ext subjectAltName 2>/dev/null >"$LAB/san.txt" || true
+	openssl s_client -starttls postgres -connect "$NET.1$n:5432" </dev/null 2>/dev/null |
+		openssl x509 -noout -ext subjectAltName >"$LAB/san.txt"
+	grep -q "DNS:node$n.lab.test" "$LAB/san.txt" || fail "node$n SAN lacks its host"
+	grep -q "IP Address:$NET.1$n" "$LAB/san.txt" || fail "node$n SAN lacks its address"
+done
+pass "openssl s_client verifies every node against dbca, SANs hold host and address"
+
+bad=$(find "$LAB/nodes" "$LAB/state" -name '*.key' ! -perm 0600 | wc -l)
+[ "$bad" = 0 ] || { find "$LAB/nodes" "$LAB/state" -name '*.key' -exec stat -c '%a %n' {} +; fail "keys not 0600"; }
+[ "$(find "$LAB/nodes" -name "*.key" | wc -l)" -ge 7 ] || fail "expected keys on the nodes"
+! grep -rl 'PRIVATE KEY' "$LAB/nodes"/*/certs/releases/*/dbca.crt 2>/dev/null || fail "CA key material on a node"
+[ -z "$(find "$LAB/nodes" -name 'dbca.key')" ] || fail "the CA key left the admin host"
+pass "every key is 0600; the CA key stayed on the admin host"
+
+nocert="host=node1.lab.test hostaddr=$NET.11 port=5432 user=postgres dbname=postgres sslmode=verify-full sslrootcert=$C/dbca.crt sslcert=/dev/null/none sslkey=/dev/null/none gssencmode=disable connect_timeout=5"
+if psql -X -At -d "$nocert" -c 'SELECT 1' >/dev/null 2>&1; then fail "a connection without a client certificate got in"; fi
+if psql -X -At -d "host=$NET.11 port=5432 user=postgres dbname=postgres sslmode=disable gssencmode=disable connect_timeout=5" -c 'SELECT 1' >/dev/null 2>&1; then
+	fail "a connection without TLS got in"
+fi
+pass "no client certificate: refused; no TLS: refused"
+
+svc=$(runuser -u "$("$DBPKI_ROOT/tests/lab/lab.sh" user)" -- env PGSERVICEFILE="$LAB/nodes/node4/certs/pg_service.conf" \
+	psql -X -At -d service=lab -c 'SELECT pg_is_in_recovery()')
+[ "$svc" = f ] || fail "the client node's service entry does not reach the primary"
+pass "the client node's pg_service.conf entry works (verify-full)"
+
+"$DBPKI" status -c "$INI" >"$LAB/status.txt" 2>&1 || { cat "$LAB/status.txt"; fail "status reports a problem"; }
+grep -q 'node2 .*streaming/ssl' "$LAB/status.txt" || { cat "$LAB/status.txt"; fail "status does not show node2 streaming"; }
+pass "dbpki status: all well"
+
+# Again: converge, keep every row and the same database system.
+sysid=$(runuser -u "$("$DBPKI_ROOT/tests/lab/lab.sh" user)" -- /usr/lib/postgresql/15/bin/pg_controldata "$LAB/nodes/node1/pgdata" | sed -n 's/^Database system identifier: *//p')
+"$DBPKI" bootstrap -c "$INI" >"$LAB/again.txt" 2>&1 || { cat "$LAB/again.txt"; fail "second bootstrap failed"; }
+journal=$(ls -1 "$LAB"/state/journal/*.jsonl | sort | tail -n 1)
+grep -q 'keeping it (no initdb)' "$journal" || fail "second bootstrap did not keep the primary's data ($journal)"
+grep -q 'keeping .*it will catch up' "$journal" || fail "second bootstrap re-cloned a replica"
+[ "$(q 1 'SELECT count(*) FROM t')" = 1000 ] || fail "rows lost on the primary"
+sysid2=$(runuser -u "$("$DBPKI_ROOT/tests/lab/lab.sh" user)" -- /usr/lib/postgresql/15/bin/pg_controldata "$LAB/nodes/node1/pgdata" | sed -n 's/^Database system identifier: *//p')
+[ "$sysid" = "$sysid2" ] || fail "the primary's database system changed"
+[ "$(q 2 'SELECT count(*) FROM t')" = 1000 ] || fail "rows lost on node2"
+pass "bootstrap again converges: same database system, every row kept"
+
+# A join that fails on one replica: reported with node, step and output;
+# the primary stays up.
+rm -f "$LAB/nodes/node3/certs/basebackup.log"
+runuser -u "$("$DBPKI_ROOT/tests/lab/lab.sh" user)" -- mkdir -p "$LAB/nodes/node3/certs/basebackup.log/blocker"
+# without standby.signal node3 no longer counts as a standby of node1, so
+# join moves its data aside and clones again, and the clone fails.
+rm -f "$LAB/nodes/node3/pgdata/standby.signal"
+set +e
+"$DBPKI" bootstrap -c "$INI" >"$LAB/fail.txt" 2>&1
+rc=$?
+set -e
+[ "$rc" = 1 ] || { cat "$LAB/fail.txt"; fail "expected exit 1 for a failed join, got $rc"; }
+grep -q 'step join failed on 1 node(s); first: node node3' "$LAB/fail.txt" || { cat "$LAB/fail.txt"; fail "the error does not name node3 and join"; }
+grep -q 'last output of node3' "$LAB/fail.txt" || fail "node3's output is not shown"
+ls -d "$LAB/nodes/node3/pgdata.dbpki-old-"* >/dev/null || fail "node3's old data directory was not moved aside"
+[ "$(q 1 'SELECT pg_is_in_recovery()')" = f ] || fail "the primary is down after a failed join"
+[ "$(q 1 'SELECT count(*) FROM t')" = 1000 ] || fail "rows lost after a failed join"
+pass "a failed join names node3 and its output; old data moved aside; the primary stays up"
