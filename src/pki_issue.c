@@ -23,6 +23,8 @@ struct job {
 	const char *reason;         /* why it is (re)issued; NULL: kept */
 	long old;                   /* index position of the entry it replaces */
 	X509 *cert;                 /* the new certificate */
+	unsigned char *kpem, *cpem; /* its key and certificate, PEM */
+	size_t klen, clen;
 	struct dbpki_err err;
 	int rc;
 };
@@ -293,39 +295,12 @@ struct issue_arg {
 	int *todo;                  /* indexes into jobs of those to issue */
 };
 
-static int
-write_leaf(const struct dbpki_cluster *c, X509 *x, EVP_PKEY *k,
-    struct dbpki_err *e)
-{
-	unsigned char *kpem = NULL, *cpem = NULL;
-	size_t klen = 0, clen = 0;
-	char serial[PKI_SERIAL_HEX], p[CFG_PATH];
-	int r;
-
-	pki_cert_serial_hex(x, serial);
-	if ((r = pki_key_to_pem(k, NULL, &kpem, &klen, e)) != 0 ||
-	    (r = pki_cert_to_pem(x, &cpem, &clen, e)) != 0)
-		goto out;
-	if (pki_store_path(c, p, "keys/%s.key", serial) != 0) {
-		r = err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-		goto out;
-	}
-	if ((r = util_write_atomic(p, kpem, klen, 0600, e)) != 0)
-		goto out;
-	if (pki_store_path(c, p, "issued/%s.crt", serial) != 0) {
-		r = err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-		goto out;
-	}
-	r = util_write_atomic(p, cpem, clen, 0644, e);
-out:
-	if (kpem != NULL)
-		util_freezero(kpem, klen + 1);
-	free(cpem);
-	return r;
-}
+/* Writing is bound by fsync latency, not by CPU: more writers than cores
+ * let the file system commit several fsyncs in one journal transaction. */
+#define IO_THREADS 16
 
 static void
-issue_one(void *p, int i)
+build_one(void *p, int i)
 {
 	struct issue_arg *a = p;
 	struct job *j = &a->jobs[a->todo[i]];
@@ -334,14 +309,42 @@ issue_one(void *p, int i)
 	err_clear(&j->err);
 	if ((j->rc = pki_key_generate(j->alg, &k, &j->err)) == 0 &&
 	    (j->rc = pki_cert_build(&j->spec, k, a->ca->cert, a->ca->key,
-	    &j->cert, &j->err)) == 0)
-		j->rc = write_leaf(a->c, j->cert, k, &j->err);
+	    &j->cert, &j->err)) == 0 &&
+	    (j->rc = pki_key_to_pem(k, NULL, &j->kpem, &j->klen,
+	    &j->err)) == 0)
+		j->rc = pki_cert_to_pem(j->cert, &j->cpem, &j->clen, &j->err);
+	EVP_PKEY_free(k);
+}
+
+/* Key first, certificate second: a certificate file in issued/ always has
+ * its key beside it. */
+static void
+write_one(void *p, int i)
+{
+	struct issue_arg *a = p;
+	struct job *j = &a->jobs[a->todo[i]];
+	char serial[PKI_SERIAL_HEX], kp[CFG_PATH], cp[CFG_PATH];
+
+	if (j->rc == 0) {
+		pki_cert_serial_hex(j->cert, serial);
+		if (pki_store_path(a->c, kp, "keys/%s.key", serial) != 0 ||
+		    pki_store_path(a->c, cp, "issued/%s.crt", serial) != 0)
+			j->rc = err_set(&j->err, DBPKI_E_CONFIG,
+			    "state_dir too long");
+		else if ((j->rc = util_write_atomic(kp, j->kpem, j->klen,
+		    0600, &j->err)) == 0)
+			j->rc = util_write_atomic(cp, j->cpem, j->clen, 0644,
+			    &j->err);
+	}
+	if (j->kpem != NULL)
+		util_freezero(j->kpem, j->klen + 1);
+	free(j->cpem);
+	j->kpem = j->cpem = NULL;
 	if (j->rc != 0) {
 		err_wrap(&j->err, "%s certificate for %s", j->kind, j->node);
 		X509_free(j->cert);
 		j->cert = NULL;
 	}
-	EVP_PKEY_free(k);
 }
 
 static void
@@ -436,7 +439,8 @@ pki_issue_all(const struct dbpki_cluster *c, int force, struct dbpki_err *e)
 		if (a.jobs[i].reason != NULL)
 			a.todo[nt++] = i;
 	}
-	pool_run(issue_one, &a, nt, 0);
+	pool_run(build_one, &a, nt, 0);
+	pool_run(write_one, &a, nt, IO_THREADS);
 	r = commit(c, &idx, a.jobs, n, e);
 	for (i = 0; i < n; i++)
 		report(&a.jobs[i]);
