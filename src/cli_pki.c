@@ -93,9 +93,9 @@ int
 cli_ca(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
@@ -118,10 +118,10 @@ cli_ca(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return bad_usage(usage_ca, "ca: which action? init, import or "
-		    "export");
+					   "export");
 	if (strcmp(argv[optind], "init") != 0 || optind + 1 != argc)
 		return bad_usage(usage_ca, "ca: unknown action or extra "
-		    "arguments");
+					   "arguments");
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return EXIT_FAILED;
 	if ((rc = cli_load_cluster(inv, c)) != 0)
@@ -132,8 +132,9 @@ cli_ca(int argc, char **argv)
 		goto out;
 	}
 	log_info("created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
-	    c->state_dir, c->state_dir, c->ca_passphrase_file[0] ||
-	    c->ca_passphrase_env[0] ? ", encrypted" : "");
+	    c->state_dir, c->state_dir,
+	    c->ca_passphrase_file[0] || c->ca_passphrase_env[0] ? ", encrypted"
+								: "");
 	rc = EXIT_DONE;
 out:
 	free(c);
@@ -146,10 +147,10 @@ int
 cli_issue(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
@@ -210,8 +211,8 @@ add_sans(struct csr_opts *o, const char *arg)
 }
 
 static int
-csr_write_files(const char *prefix, EVP_PKEY *k, X509_REQ *req,
-    struct dbpki_err *e)
+csr_write_files(
+    const char *prefix, EVP_PKEY *k, X509_REQ *req, struct dbpki_err *e)
 {
 	unsigned char *kpem = NULL;
 	size_t klen = 0;
@@ -229,8 +230,8 @@ csr_write_files(const char *prefix, EVP_PKEY *k, X509_REQ *req,
 	else if (util_fmt(path, sizeof(path), "%s.key", prefix) != 0)
 		r = err_set(e, DBPKI_E_USAGE, "--out: too long");
 	else if ((r = util_write_atomic(path, kpem, klen, 0600, e)) == 0 &&
-	    util_fmt(path, sizeof(path), "%s.csr", prefix) == 0 &&
-	    (r = util_write_atomic(path, data, (size_t)len, 0644, e)) == 0)
+		 util_fmt(path, sizeof(path), "%s.csr", prefix) == 0 &&
+		 (r = util_write_atomic(path, data, (size_t)len, 0644, e)) == 0)
 		log_info("wrote %s.csr and %s.key (mode 0600)", prefix, prefix);
 	BIO_free(b);
 	util_freezero(kpem, klen + 1);
@@ -250,10 +251,10 @@ csr_single(struct csr_opts *o)
 	err_clear(&e);
 	if (o->cn == NULL || o->type == NULL || o->out == NULL)
 		return bad_usage(usage_csr, "csr: --cn, --key-type and --out "
-		    "are required (or -c INVENTORY)");
+					    "are required (or -c INVENTORY)");
 	if (cfg_parse_key(o->type, &alg) != 0)
 		return bad_usage(usage_csr, "csr: --key-type must be ec:P-256, "
-		    "ec:P-384, rsa:3072 or rsa:4096");
+					    "ec:P-384, rsa:3072 or rsa:4096");
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return EXIT_FAILED;
 	s->profile = PKI_PROFILE_SERVER;
@@ -279,13 +280,13 @@ int
 cli_csr(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "cn", required_argument, NULL, 'n' },
-		{ "san", required_argument, NULL, 's' },
-		{ "key-type", required_argument, NULL, 'k' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"cn", required_argument, NULL, 'n'},
+	    {"san", required_argument, NULL, 's'},
+	    {"key-type", required_argument, NULL, 'k'},
+	    {"out", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct dbpki_cluster *c = NULL;
 	struct csr_opts *o;
@@ -295,7 +296,8 @@ cli_csr(int argc, char **argv)
 	if ((o = calloc(1, sizeof(*o))) == NULL)
 		return EXIT_FAILED;
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "c:n:s:k:o:h", opts, NULL)) != -1) {
+	while (
+	    (ch = getopt_long(argc, argv, "c:n:s:k:o:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': o->inv = optarg; break;
 		case 'n': o->cn = optarg; break;
@@ -303,7 +305,8 @@ cli_csr(int argc, char **argv)
 		case 'o': o->out = optarg; break;
 		case 's':
 			if (add_sans(o, optarg) != 0) {
-				rc = bad_usage(usage_csr, "csr: --san takes "
+				rc = bad_usage(usage_csr,
+				    "csr: --san takes "
 				    "host names or IP addresses");
 				goto out;
 			}
@@ -322,7 +325,7 @@ cli_csr(int argc, char **argv)
 	}
 	if (o->cn != NULL || o->type != NULL || o->out != NULL || o->n_san) {
 		rc = bad_usage(usage_csr, "csr: -c cannot be combined with "
-		    "--cn/--san/--key-type/--out");
+					  "--cn/--san/--key-type/--out");
 		goto out;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
@@ -367,7 +370,7 @@ static int
 sign_run(const struct dbpki_cluster *c, const struct sign_opts *o,
     struct dbpki_err *e)
 {
-	char (*names)[CFG_HOST] = NULL;
+	char(*names)[CFG_HOST] = NULL;
 	struct pki_spec *s = NULL;
 	struct pki_ca *ca = NULL;
 	unsigned char *pem = NULL;
@@ -386,13 +389,13 @@ sign_run(const struct dbpki_cluster *c, const struct sign_opts *o,
 	    (r = read_csr(o->csr, &req, e)) != 0 ||
 	    (r = pki_csr_read_spec(req, s, names, PKI_MAX_SAN, e)) != 0)
 		goto out;
-	s->profile = strcmp(o->profile, "server") == 0 ? PKI_PROFILE_SERVER :
-	    PKI_PROFILE_CLIENT;
-	s->validity = o->days > 0 ? o->days * 86400 :
-	    s->profile == PKI_PROFILE_SERVER ? c->server_validity :
-	    c->client_validity;
-	if ((r = pki_cert_build(s, X509_REQ_get0_pubkey(req), ca->cert,
-	    ca->key, &x, e)) != 0 ||
+	s->profile = strcmp(o->profile, "server") == 0 ? PKI_PROFILE_SERVER
+						       : PKI_PROFILE_CLIENT;
+	s->validity = o->days > 0                        ? o->days * 86400
+		      : s->profile == PKI_PROFILE_SERVER ? c->server_validity
+							 : c->client_validity;
+	if ((r = pki_cert_build(s, X509_REQ_get0_pubkey(req), ca->cert, ca->key,
+		 &x, e)) != 0 ||
 	    (r = pki_cert_to_pem(x, &pem, &len, e)) != 0 ||
 	    (r = util_write_atomic(o->out, pem, len, 0644, e)) != 0 ||
 	    (r = pki_store_record_signed(c, x, e)) != 0)
@@ -413,14 +416,14 @@ int
 cli_sign(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "profile", required_argument, NULL, 'p' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "days", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"profile", required_argument, NULL, 'p'},
+	    {"out", required_argument, NULL, 'o'},
+	    {"days", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct sign_opts o = { NULL, NULL, NULL, NULL, 0 };
+	struct sign_opts o = {NULL, NULL, NULL, NULL, 0};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
 	int ch, rc;
@@ -434,19 +437,21 @@ cli_sign(int argc, char **argv)
 		case 'd':
 			if (util_parse_int(optarg, 1, 3650, &o.days) != 0)
 				return bad_usage(usage_sign, "sign: --days "
-				    "takes 1 to 3650");
+							     "takes 1 to 3650");
 			break;
 		case 'h': return help_or_usage(usage_sign, 1);
 		default: return help_or_usage(usage_sign, 0);
 		}
 	}
 	if (optind + 1 != argc || o.profile == NULL || o.out == NULL)
-		return bad_usage(usage_sign, "sign: give one CSR, --profile and "
+		return bad_usage(usage_sign,
+		    "sign: give one CSR, --profile and "
 		    "--out");
 	o.csr = argv[optind];
-	if (strcmp(o.profile, "server") != 0 && strcmp(o.profile, "client") != 0)
+	if (strcmp(o.profile, "server") != 0 &&
+	    strcmp(o.profile, "client") != 0)
 		return bad_usage(usage_sign, "sign: --profile is server or "
-		    "client");
+					     "client");
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return EXIT_FAILED;
 	if ((rc = cli_load_cluster(o.inv, c)) == 0) {
@@ -463,9 +468,9 @@ int
 cli_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct dbpki_err e;
 	X509 *x = NULL;
@@ -508,8 +513,8 @@ int
 cli_match(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct dbpki_err e;
 	EVP_PKEY *k = NULL;
@@ -528,13 +533,13 @@ cli_match(int argc, char **argv)
 		goto out;
 	}
 	if (pki_cert_key_matches(x, k)) {
-		log_info("match: %s belongs to %s", argv[optind],
-		    argv[optind + 1]);
+		log_info(
+		    "match: %s belongs to %s", argv[optind], argv[optind + 1]);
 		rc = EXIT_DONE;
 	} else {
 		log_error("no match: %s is not the key of %s (the certificate "
-		    "was made for another key)", argv[optind],
-		    argv[optind + 1]);
+			  "was made for another key)",
+		    argv[optind], argv[optind + 1]);
 		rc = EXIT_FAILED;
 	}
 out:
@@ -547,10 +552,10 @@ int
 cli_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "host", required_argument, NULL, 'H' },
-		{ "purpose", required_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"host", required_argument, NULL, 'H'},
+	    {"purpose", required_argument, NULL, 'p'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	enum pki_purpose purpose = PKI_PURPOSE_ANY;
 	STACK_OF(X509) *bundle = NULL;
@@ -580,7 +585,7 @@ cli_verify(int argc, char **argv)
 		purpose = PKI_PURPOSE_ANY;
 	else if (pur != NULL)
 		return bad_usage(usage_verify, "verify: --purpose is server, "
-		    "client or any");
+					       "client or any");
 	err_clear(&e);
 	if (pki_cert_load_pem(argv[optind], &x, &e) != 0 ||
 	    pki_bundle_load(argv[optind + 1], &bundle, &e) != 0) {

@@ -12,7 +12,7 @@
 
 struct run_args {
 	const char *inventory;
-	const char *playbook;     /* plan: the positional argument */
+	const char *playbook; /* plan: the positional argument */
 	struct engine_opts o;
 };
 
@@ -21,12 +21,12 @@ parse_run_args(int argc, char **argv, const char *usage, int want_playbook,
     struct run_args *a)
 {
 	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "skip-node", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"config", required_argument, NULL, 'c'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"skip-node", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int ch;
 
@@ -89,9 +89,11 @@ cli_plan(int argc, char **argv)
 {
 	static const char usage[] =
 	    "usage: dbpki plan -c INVENTORY PLAYBOOK\n"
-	    "  Print every step of PLAYBOOK (bootstrap, rotate, renew, ...), the\n"
+	    "  Print every step of PLAYBOOK (bootstrap, rotate, renew, ...), "
+	    "the\n"
 	    "  nodes it touches, the files each node receives (name, mode,\n"
-	    "  SHA-256) and the rendered node scripts.  Connects to nothing and\n"
+	    "  SHA-256) and the rendered node scripts.  Connects to nothing "
+	    "and\n"
 	    "  changes nothing.\n";
 	struct dbpki_cluster *c;
 	struct dbpki_err e;
@@ -101,7 +103,8 @@ cli_plan(int argc, char **argv)
 	if (prepare(argc, argv, usage, 1, &a, &c, &rc))
 		return rc;
 	err_clear(&e);
-	rc = engine_plan(c, a.playbook, stdout, &e) == 0 ? EXIT_DONE : cli_fail(&e);
+	rc = engine_plan(c, a.playbook, stdout, &e) == 0 ? EXIT_DONE
+							 : cli_fail(&e);
 	free(c);
 	return rc;
 }
@@ -147,10 +150,12 @@ int
 cli_bootstrap(int argc, char **argv)
 {
 	static const char usage[] =
-	    "usage: dbpki bootstrap -c INVENTORY [--json] [--skip-node NAME]...\n"
+	    "usage: dbpki bootstrap -c INVENTORY [--json] [--skip-node "
+	    "NAME]...\n"
 	    "  Build a new cluster: create dbca if missing, issue every\n"
 	    "  certificate, run playbooks/bootstrap.ini (remove, certs,\n"
-	    "  initialize, join, connect) and verify with libpq (verify-full).\n"
+	    "  initialize, join, connect) and verify with libpq "
+	    "(verify-full).\n"
 	    "  Running it again on a bootstrapped cluster converges: no data\n"
 	    "  directory is ever initialised twice, deleted or overwritten.\n";
 
@@ -163,9 +168,11 @@ cli_rotate(int argc, char **argv)
 	static const char usage[] =
 	    "usage: dbpki rotate -c INVENTORY [--json] [--skip-node NAME]...\n"
 	    "  Emergency: the certificates expired.  Issue new ones from dbca\n"
-	    "  and run playbooks/rotate.ini: the primary keeps its data (restart,\n"
+	    "  and run playbooks/rotate.ini: the primary keeps its data "
+	    "(restart,\n"
 	    "  never initdb), replicas catch up or are re-cloned with the old\n"
-	    "  data directory moved aside, clients get the new files; verify.\n";
+	    "  data directory moved aside, clients get the new files; "
+	    "verify.\n";
 
 	return run_playbook(argc, argv, "rotate", usage, 0);
 }
@@ -175,7 +182,8 @@ cli_status(int argc, char **argv)
 {
 	static const char usage[] =
 	    "usage: dbpki status -c INVENTORY [--json]\n"
-	    "  Per node: SSH reachable, role seen through libpq (verify-full),\n"
+	    "  Per node: SSH reachable, role seen through libpq "
+	    "(verify-full),\n"
 	    "  served certificate serial and days to expiry, TLS, replication\n"
 	    "  state and lag.  Exit 0 when all is well, 3 when a node needs\n"
 	    "  attention.\n";
@@ -187,7 +195,8 @@ cli_status(int argc, char **argv)
 	if (prepare(argc, argv, usage, 0, &a, &c, &rc))
 		return rc;
 	err_clear(&e);
-	rc = engine_status(c, a.o.json, stdout, &e) == 0 ? EXIT_DONE : cli_fail(&e);
+	rc = engine_status(c, a.o.json, stdout, &e) == 0 ? EXIT_DONE
+							 : cli_fail(&e);
 	free(c);
 	return rc;
 }

@@ -19,18 +19,18 @@
 #define INI_LINE_MAX 199 /* Debian's inih: INI_MAX_LINE 200, including NUL */
 
 enum ftype {
-	F_NAME,     /* util_valid_name */
-	F_ENVNAME,  /* [A-Za-z_][A-Za-z0-9_]* */
-	F_TEXT,     /* a certificate common name */
-	F_HOST,     /* RFC 1123 host name */
-	F_ADDR,     /* IP literal */
-	F_PATH,     /* absolute path */
+	F_NAME,    /* util_valid_name */
+	F_ENVNAME, /* [A-Za-z_][A-Za-z0-9_]* */
+	F_TEXT,    /* a certificate common name */
+	F_HOST,    /* RFC 1123 host name */
+	F_ADDR,    /* IP literal */
+	F_PATH,    /* absolute path */
 	F_DURATION,
 	F_INT,
 	F_KEY,
 	F_ENUM,
-	F_SANLIST,  /* host names and IPs, comma-separated */
-	F_NETLIST,  /* CIDRs, comma-separated */
+	F_SANLIST, /* host names and IPs, comma-separated */
+	F_NETLIST, /* CIDRs, comma-separated */
 };
 
 /* Where a field lives: in the cluster, in a cfg_ssh, in a cfg_pg, or in a
@@ -43,63 +43,81 @@ struct field {
 	enum ftype type;
 	enum fbase base;
 	size_t off;
-	size_t size;               /* char arrays: capacity */
-	long long min, max;        /* F_INT, F_DURATION (seconds) */
-	const char *const *names;  /* F_ENUM: NULL-terminated, index = value */
+	size_t size;              /* char arrays: capacity */
+	long long min, max;       /* F_INT, F_DURATION (seconds) */
+	const char *const *names; /* F_ENUM: NULL-terminated, index = value */
 };
 
-static const char *const platforms[] = { "postgres", "cms", NULL };
-static const char *const roles[] = { "primary", "replica", "client", NULL };
-static const char *const modes[] = { "per-node", "shared", NULL };
-static const char *const policies[] = { "strict", "accept-new", NULL };
+static const char *const platforms[] = {"postgres", "cms", NULL};
+static const char *const roles[] = {"primary", "replica", "client", NULL};
+static const char *const modes[] = {"per-node", "shared", NULL};
+static const char *const policies[] = {"strict", "accept-new", NULL};
 
 #define DAY 86400LL
-#define CL(k, t, m, ...) { "cluster", k, t, B_CLUSTER, offsetof(struct dbpki_cluster, m), \
-	sizeof(((struct dbpki_cluster *)0)->m), __VA_ARGS__ }
-#define SEC(s, k, t, m, ...) { s, k, t, B_CLUSTER, offsetof(struct dbpki_cluster, m), \
-	sizeof(((struct dbpki_cluster *)0)->m), __VA_ARGS__ }
-#define SSH(k, t, m, ...) { "ssh", k, t, B_SSH, offsetof(struct cfg_ssh, m), \
-	sizeof(((struct cfg_ssh *)0)->m), __VA_ARGS__ }
-#define PG(k, t, m, ...) { "postgres", k, t, B_PG, offsetof(struct cfg_pg, m), \
-	sizeof(((struct cfg_pg *)0)->m), __VA_ARGS__ }
-#define NODE(k, t, m, ...) { "node", k, t, B_NODE, offsetof(struct cfg_node, m), \
-	sizeof(((struct cfg_node *)0)->m), __VA_ARGS__ }
+#define CL(k, t, m, ...)                                                       \
+	{                                                                      \
+		"cluster", k, t, B_CLUSTER, offsetof(struct dbpki_cluster, m), \
+		    sizeof(((struct dbpki_cluster *)0)->m), __VA_ARGS__        \
+	}
+#define SEC(s, k, t, m, ...)                                                   \
+	{                                                                      \
+		s, k, t, B_CLUSTER, offsetof(struct dbpki_cluster, m),         \
+		    sizeof(((struct dbpki_cluster *)0)->m), __VA_ARGS__        \
+	}
+#define SSH(k, t, m, ...)                                                      \
+	{                                                                      \
+		"ssh", k, t, B_SSH, offsetof(struct cfg_ssh, m),               \
+		    sizeof(((struct cfg_ssh *)0)->m), __VA_ARGS__              \
+	}
+#define PG(k, t, m, ...)                                                       \
+	{                                                                      \
+		"postgres", k, t, B_PG, offsetof(struct cfg_pg, m),            \
+		    sizeof(((struct cfg_pg *)0)->m), __VA_ARGS__               \
+	}
+#define NODE(k, t, m, ...)                                                     \
+	{                                                                      \
+		"node", k, t, B_NODE, offsetof(struct cfg_node, m),            \
+		    sizeof(((struct cfg_node *)0)->m), __VA_ARGS__             \
+	}
 
 static const struct field fields[] = {
-	CL("name", F_NAME, name, 0, 0, NULL),
-	CL("platform", F_ENUM, platform, 0, 0, platforms),
-	CL("state_dir", F_PATH, state_dir, 0, 0, NULL),
-	CL("renew_before", F_DURATION, renew_before, 3600, 3650 * DAY, NULL),
-	CL("parallel", F_INT, parallel, 1, 256, NULL),
-	SEC("ca", "common_name", F_TEXT, ca_common_name, 0, 0, NULL),
-	SEC("ca", "key", F_KEY, ca_key, 0, 0, NULL),
-	SEC("ca", "validity", F_DURATION, ca_validity, DAY, 100 * 365 * DAY, NULL),
-	SEC("ca", "passphrase_file", F_PATH, ca_passphrase_file, 0, 0, NULL),
-	SEC("ca", "passphrase_env", F_ENVNAME, ca_passphrase_env, 0, 0, NULL),
-	SEC("server", "key", F_KEY, server_key, 0, 0, NULL),
-	SEC("server", "validity", F_DURATION, server_validity, DAY, 3650 * DAY, NULL),
-	SEC("server", "mode", F_ENUM, server_mode, 0, 0, modes),
-	SEC("server", "extra_san", F_SANLIST, extra_san, 0, 0, NULL),
-	SEC("client", "common_name", F_NAME, client_common_name, 0, 0, NULL),
-	SEC("client", "key", F_KEY, client_key, 0, 0, NULL),
-	SEC("client", "validity", F_DURATION, client_validity, DAY, 3650 * DAY, NULL),
-	SSH("user", F_NAME, user, 0, 0, NULL),
-	SSH("port", F_INT, port, 1, 65535, NULL),
-	SSH("identity", F_PATH, identity, 0, 0, NULL),
-	SSH("identity_passphrase_file", F_PATH, identity_passphrase_file, 0, 0, NULL),
-	SSH("known_hosts", F_PATH, known_hosts, 0, 0, NULL),
-	SSH("host_key_policy", F_ENUM, host_key_policy, 0, 0, policies),
-	SSH("connect_timeout", F_DURATION, connect_timeout, 1, 3600, NULL),
-	SSH("command_timeout", F_DURATION, command_timeout, 1, 7 * DAY, NULL),
-	PG("port", F_INT, port, 1, 65535, NULL),
-	PG("pgdata", F_PATH, pgdata, 0, 0, NULL),
-	PG("bindir", F_PATH, bindir, 0, 0, NULL),
-	PG("cert_dir", F_PATH, cert_dir, 0, 0, NULL),
-	PG("socket_dir", F_PATH, socket_dir, 0, 0, NULL),
-	PG("allowed_networks", F_NETLIST, allowed_networks, 0, 0, NULL),
-	NODE("host", F_HOST, host, 0, 0, NULL),
-	NODE("address", F_ADDR, address, 0, 0, NULL),
-	NODE("role", F_ENUM, role, 0, 0, roles),
+    CL("name", F_NAME, name, 0, 0, NULL),
+    CL("platform", F_ENUM, platform, 0, 0, platforms),
+    CL("state_dir", F_PATH, state_dir, 0, 0, NULL),
+    CL("renew_before", F_DURATION, renew_before, 3600, 3650 * DAY, NULL),
+    CL("parallel", F_INT, parallel, 1, 256, NULL),
+    SEC("ca", "common_name", F_TEXT, ca_common_name, 0, 0, NULL),
+    SEC("ca", "key", F_KEY, ca_key, 0, 0, NULL),
+    SEC("ca", "validity", F_DURATION, ca_validity, DAY, 100 * 365 * DAY, NULL),
+    SEC("ca", "passphrase_file", F_PATH, ca_passphrase_file, 0, 0, NULL),
+    SEC("ca", "passphrase_env", F_ENVNAME, ca_passphrase_env, 0, 0, NULL),
+    SEC("server", "key", F_KEY, server_key, 0, 0, NULL),
+    SEC("server", "validity", F_DURATION, server_validity, DAY, 3650 * DAY,
+	NULL),
+    SEC("server", "mode", F_ENUM, server_mode, 0, 0, modes),
+    SEC("server", "extra_san", F_SANLIST, extra_san, 0, 0, NULL),
+    SEC("client", "common_name", F_NAME, client_common_name, 0, 0, NULL),
+    SEC("client", "key", F_KEY, client_key, 0, 0, NULL),
+    SEC("client", "validity", F_DURATION, client_validity, DAY, 3650 * DAY,
+	NULL),
+    SSH("user", F_NAME, user, 0, 0, NULL),
+    SSH("port", F_INT, port, 1, 65535, NULL),
+    SSH("identity", F_PATH, identity, 0, 0, NULL),
+    SSH("identity_passphrase_file", F_PATH, identity_passphrase_file, 0, 0,
+	NULL),
+    SSH("known_hosts", F_PATH, known_hosts, 0, 0, NULL),
+    SSH("host_key_policy", F_ENUM, host_key_policy, 0, 0, policies),
+    SSH("connect_timeout", F_DURATION, connect_timeout, 1, 3600, NULL),
+    SSH("command_timeout", F_DURATION, command_timeout, 1, 7 * DAY, NULL),
+    PG("port", F_INT, port, 1, 65535, NULL),
+    PG("pgdata", F_PATH, pgdata, 0, 0, NULL),
+    PG("bindir", F_PATH, bindir, 0, 0, NULL),
+    PG("cert_dir", F_PATH, cert_dir, 0, 0, NULL),
+    PG("socket_dir", F_PATH, socket_dir, 0, 0, NULL),
+    PG("allowed_networks", F_NETLIST, allowed_networks, 0, 0, NULL),
+    NODE("host", F_HOST, host, 0, 0, NULL),
+    NODE("address", F_ADDR, address, 0, 0, NULL),
+    NODE("role", F_ENUM, role, 0, 0, roles),
 };
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -116,13 +134,13 @@ struct parser {
 	struct dbpki_cluster *c;
 	struct dbpki_err *e;
 	const char *file;
-	const char *text;          /* remaining input for the reader */
-	const char *line_start;    /* the line just handed to inih */
+	const char *text;       /* remaining input for the reader */
+	const char *line_start; /* the line just handed to inih */
 	int line;
 	int failed;
-	char section[CFG_TEXT];    /* "" before the first header */
-	int node;                  /* index in c->nodes, or -1 */
-	int seen_global[NFIELDS];  /* line of the first occurrence */
+	char section[CFG_TEXT];   /* "" before the first header */
+	int node;                 /* index in c->nodes, or -1 */
+	int seen_global[NFIELDS]; /* line of the first occurrence */
 	int seen_node[CFG_MAX_NODES][NFIELDS];
 	int seen_section[8];
 	int cur_section_known;
@@ -130,8 +148,7 @@ struct parser {
 	int n_ovr;
 };
 
-static int
-pfail(struct parser *p, int line, const char *fmt, ...)
+static int pfail(struct parser *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int
@@ -158,8 +175,13 @@ field_target(struct parser *p, const struct field *f, int node)
 {
 	switch (f->base) {
 	case B_CLUSTER: return (char *)p->c + f->off;
-	case B_SSH: return (char *)(node >= 0 ? &p->c->nodes[node].ssh : &p->c->ssh) + f->off;
-	case B_PG: return (char *)(node >= 0 ? &p->c->nodes[node].pg : &p->c->pg) + f->off;
+	case B_SSH:
+		return (char *)(node >= 0 ? &p->c->nodes[node].ssh
+					  : &p->c->ssh) +
+		       f->off;
+	case B_PG:
+		return (char *)(node >= 0 ? &p->c->nodes[node].pg : &p->c->pg) +
+		       f->off;
 	case B_NODE: return (char *)&p->c->nodes[node] + f->off;
 	}
 	return NULL;
@@ -184,7 +206,8 @@ valid_text(const char *s)
 	size_t i;
 
 	for (i = 0; s[i] != '\0'; i++)
-		if (!isalnum((unsigned char)s[i]) && strchr(" _.,:@()-", s[i]) == NULL)
+		if (!isalnum((unsigned char)s[i]) &&
+		    strchr(" _.,:@()-", s[i]) == NULL)
 			return 0;
 	return i > 0 && i <= 64 && s[0] != ' ';
 }
@@ -192,7 +215,8 @@ valid_text(const char *s)
 /* Split a comma-separated list, trimming blanks around each item.  Calls
  * ok() on every item; returns the count, or -1 on an empty or bad item. */
 static int
-split_list(const char *v, char items[][CFG_HOST], int max, int (*ok)(const char *))
+split_list(
+    const char *v, char items[][CFG_HOST], int max, int (*ok)(const char *))
 {
 	const char *s = v, *comma, *b, *e;
 	int n = 0;
@@ -235,22 +259,26 @@ set_list(struct parser *p, const struct field *f, void *dst, const char *v,
 	if (f->type == F_SANLIST) {
 		n = split_list(v, p->c->extra_san, CFG_MAX_SAN, valid_san);
 		if (n < 0)
-			return pfail(p, line, "%s: '%.200s' must be a comma-separated "
-			    "list of host names and IP addresses (at most %d)", where, v,
-			    CFG_MAX_SAN);
+			return pfail(p, line,
+			    "%s: '%.200s' must be a comma-separated "
+			    "list of host names and IP addresses (at most %d)",
+			    where, v, CFG_MAX_SAN);
 		p->c->n_extra_san = n;
 		return 1;
 	}
 	n = split_list(v, items, CFG_MAX_SAN, util_valid_cidr);
 	if (n <= 0)
-		return pfail(p, line, "%s: '%.200s' must be a comma-separated list "
-		    "of networks like 10.0.0.0/24", where, v);
+		return pfail(p, line,
+		    "%s: '%.200s' must be a comma-separated list "
+		    "of networks like 10.0.0.0/24",
+		    where, v);
 	for (i = 0; i < n; i++) {
 		len = strlen(joined);
-		snprintf(joined + len, sizeof(joined) - len, "%s%s", i ? "," : "",
-		    items[i]);
+		snprintf(joined + len, sizeof(joined) - len, "%s%s",
+		    i ? "," : "", items[i]);
 	}
-	memcpy(dst, joined, f->size < sizeof(joined) ? f->size : sizeof(joined));
+	memcpy(
+	    dst, joined, f->size < sizeof(joined) ? f->size : sizeof(joined));
 	((char *)dst)[f->size - 1] = '\0';
 	return 1;
 }
@@ -272,7 +300,8 @@ set_enum(struct parser *p, const struct field *f, void *dst, const char *v,
 		snprintf(allowed + len, sizeof(allowed) - len, "%s%s",
 		    i ? ", " : "", f->names[i]);
 	}
-	return pfail(p, line, "%s: '%.100s' is not one of: %s", where, v, allowed);
+	return pfail(
+	    p, line, "%s: '%.100s' is not one of: %s", where, v, allowed);
 }
 
 static int
@@ -280,12 +309,15 @@ set_string(struct parser *p, const struct field *f, void *dst, const char *v,
     int line, const char *where)
 {
 	static const char *const what[] = {
-		[F_NAME] = "a name of letters, digits, '_', '.', '-' (no '..', at most 63)",
-		[F_ENVNAME] = "an environment variable name",
-		[F_TEXT] = "text of letters, digits, spaces and _.,:@()- (at most 64)",
-		[F_HOST] = "a host name (RFC 1123), not an address",
-		[F_ADDR] = "an IPv4 or IPv6 address",
-		[F_PATH] = "an absolute path of letters, digits and _./@+:- without '..'",
+	    [F_NAME] = "a name of letters, digits, '_', '.', '-' (no '..', at "
+		       "most 63)",
+	    [F_ENVNAME] = "an environment variable name",
+	    [F_TEXT] =
+		"text of letters, digits, spaces and _.,:@()- (at most 64)",
+	    [F_HOST] = "a host name (RFC 1123), not an address",
+	    [F_ADDR] = "an IPv4 or IPv6 address",
+	    [F_PATH] =
+		"an absolute path of letters, digits and _./@+:- without '..'",
 	};
 	int ok;
 
@@ -317,30 +349,33 @@ set_field(struct parser *p, const struct field *f, void *dst, const char *v,
 	case F_DURATION:
 		if (util_parse_duration(v, &secs) != 0 || secs < f->min ||
 		    secs > f->max)
-			return pfail(p, line, "%s: '%.100s' is not a duration between "
-			    "%llds and %lldd (write it like 30d, 12h, 90m or 45s)",
+			return pfail(p, line,
+			    "%s: '%.100s' is not a duration between "
+			    "%llds and %lldd (write it like 30d, 12h, 90m or "
+			    "45s)",
 			    where, v, f->min, f->max / DAY);
 		*(int64_t *)dst = secs;
 		return 1;
 	case F_INT:
 		if (util_parse_int(v, f->min, f->max, &n) != 0)
-			return pfail(p, line, "%s: '%.100s' is not a whole number "
-			    "from %lld to %lld", where, v, f->min, f->max);
+			return pfail(p, line,
+			    "%s: '%.100s' is not a whole number "
+			    "from %lld to %lld",
+			    where, v, f->min, f->max);
 		*(int *)dst = (int)n;
 		return 1;
 	case F_KEY:
 		if (cfg_parse_key(v, &((struct cfg_keyspec *)dst)->alg) != 0)
-			return pfail(p, line, "%s: '%.100s' is not an accepted key: use "
-			    "ec:P-256, ec:P-384, rsa:3072 or rsa:4096 (nothing weaker)",
+			return pfail(p, line,
+			    "%s: '%.100s' is not an accepted key: use "
+			    "ec:P-256, ec:P-384, rsa:3072 or rsa:4096 (nothing "
+			    "weaker)",
 			    where, v);
 		return 1;
-	case F_ENUM:
-		return set_enum(p, f, dst, v, line, where);
+	case F_ENUM: return set_enum(p, f, dst, v, line, where);
 	case F_SANLIST:
-	case F_NETLIST:
-		return set_list(p, f, dst, v, line, where);
-	default:
-		return set_string(p, f, dst, v, line, where);
+	case F_NETLIST: return set_list(p, f, dst, v, line, where);
+	default: return set_string(p, f, dst, v, line, where);
 	}
 }
 
@@ -372,8 +407,8 @@ find_node_field(const char *key)
 	return find_field("postgres", key);
 }
 
-static const char *const known_sections[] = { "cluster", "ca", "server",
-	"client", "ssh", "postgres", NULL };
+static const char *const known_sections[] = {
+    "cluster", "ca", "server", "client", "ssh", "postgres", NULL};
 
 static void
 start_node(struct parser *p, const char *name)
@@ -382,13 +417,16 @@ start_node(struct parser *p, const char *name)
 	int i;
 
 	if (!util_valid_name(name)) {
-		pfail(p, p->line, "[node %.100s]: node names are letters, digits, "
-		    "'_', '.', '-' (no '..', at most 63)", name);
+		pfail(p, p->line,
+		    "[node %.100s]: node names are letters, digits, "
+		    "'_', '.', '-' (no '..', at most 63)",
+		    name);
 		return;
 	}
 	for (i = 0; i < p->c->n_nodes; i++)
 		if (strcmp(p->c->nodes[i].name, name) == 0) {
-			pfail(p, p->line, "[node %s] is defined twice (first at line %d)",
+			pfail(p, p->line,
+			    "[node %s] is defined twice (first at line %d)",
 			    name, p->c->nodes[i].line);
 			return;
 		}
@@ -421,14 +459,17 @@ on_section(struct parser *p, const char *hdr)
 		if (strcmp(hdr, known_sections[i]) != 0)
 			continue;
 		if (p->seen_section[i])
-			pfail(p, p->line, "[%s] appears twice (first at line %d)", hdr,
+			pfail(p, p->line,
+			    "[%s] appears twice (first at line %d)", hdr,
 			    p->seen_section[i]);
 		p->seen_section[i] = p->line;
 		p->cur_section_known = 1;
 		return;
 	}
-	pfail(p, p->line, "unknown section [%.100s]; known: [cluster], [ca], "
-	    "[server], [client], [ssh], [postgres], [node NAME]", hdr);
+	pfail(p, p->line,
+	    "unknown section [%.100s]; known: [cluster], [ca], "
+	    "[server], [client], [ssh], [postgres], [node NAME]",
+	    hdr);
 }
 
 static int
@@ -437,7 +478,8 @@ add_override(struct parser *p, const struct field *f, const char *v)
 	struct override *o;
 
 	if (strlen(v) >= sizeof(o->value))
-		return pfail(p, p->line, "[%s] %s: value too long", p->section, f->key);
+		return pfail(
+		    p, p->line, "[%s] %s: value too long", p->section, f->key);
 	o = realloc(p->ovr, sizeof(*o) * (size_t)(p->n_ovr + 1));
 	if (o == NULL)
 		return pfail(p, p->line, "out of memory");
@@ -461,9 +503,10 @@ check_duplicate(struct parser *p, const struct field *f, const char *key)
 		return 1;
 	}
 	if (isspace((unsigned char)p->line_start[0]))
-		return pfail(p, p->line, "[%s] line starts with blanks, so it reads "
-		    "as a continuation of '%s'; remove the indentation", p->section,
-		    key);
+		return pfail(p, p->line,
+		    "[%s] line starts with blanks, so it reads "
+		    "as a continuation of '%s'; remove the indentation",
+		    p->section, key);
 	return pfail(p, p->line, "[%s] %s: given twice (first at line %d)",
 	    p->section, key, *seen);
 }
@@ -481,12 +524,14 @@ handler(void *user, const char *section, const char *key, const char *value)
 	snprintf(where, sizeof(where), "[%s] %s", p->section, key);
 	f = p->node >= 0 ? find_node_field(key) : find_field(p->section, key);
 	if (f == NULL)
-		return pfail(p, p->line, "[%s]: unknown key '%.100s'", p->section, key);
+		return pfail(
+		    p, p->line, "[%s]: unknown key '%.100s'", p->section, key);
 	if (!check_duplicate(p, f, key))
 		return 0;
 	if (p->node >= 0 && f->base != B_NODE)
 		return add_override(p, f, value);
-	return set_field(p, f, field_target(p, f, p->node), value, p->line, where);
+	return set_field(
+	    p, f, field_target(p, f, p->node), value, p->line, where);
 }
 
 /* inih reader: hands out one line at a time and notes section headers. */
@@ -502,7 +547,8 @@ reader(char *str, int num, void *stream)
 	nl = strchr(p->text, '\n');
 	len = nl ? (size_t)(nl - p->text) + 1 : strlen(p->text);
 	if (len >= (size_t)num)
-		len = (size_t)num - 1; /* never reached: lines are checked first */
+		len = (size_t)num -
+		      1; /* never reached: lines are checked first */
 	memcpy(str, p->text, len);
 	str[len] = '\0';
 	p->line_start = p->text;
@@ -559,7 +605,8 @@ set_defaults(struct dbpki_cluster *c)
 	c->server_key.alg = KEY_EC_P256;
 	c->server_validity = 397 * DAY;
 	c->server_mode = SERVER_PER_NODE;
-	snprintf(c->client_common_name, sizeof(c->client_common_name), "postgres");
+	snprintf(
+	    c->client_common_name, sizeof(c->client_common_name), "postgres");
 	c->client_key.alg = KEY_EC_P256;
 	c->client_validity = 397 * DAY;
 	snprintf(c->ssh.user, sizeof(c->ssh.user), "postgres");
@@ -571,10 +618,14 @@ set_defaults(struct dbpki_cluster *c)
 	c->ssh.connect_timeout = 10;
 	c->ssh.command_timeout = 300;
 	c->pg.port = 5432;
-	snprintf(c->pg.pgdata, sizeof(c->pg.pgdata), "/var/lib/postgresql/15/main");
-	snprintf(c->pg.bindir, sizeof(c->pg.bindir), "/usr/lib/postgresql/15/bin");
-	snprintf(c->pg.cert_dir, sizeof(c->pg.cert_dir), "/var/lib/postgresql/dbpki");
-	snprintf(c->pg.socket_dir, sizeof(c->pg.socket_dir), "/var/run/postgresql");
+	snprintf(
+	    c->pg.pgdata, sizeof(c->pg.pgdata), "/var/lib/postgresql/15/main");
+	snprintf(
+	    c->pg.bindir, sizeof(c->pg.bindir), "/usr/lib/postgresql/15/bin");
+	snprintf(c->pg.cert_dir, sizeof(c->pg.cert_dir),
+	    "/var/lib/postgresql/dbpki");
+	snprintf(
+	    c->pg.socket_dir, sizeof(c->pg.socket_dir), "/var/run/postgresql");
 }
 
 static int
@@ -591,10 +642,10 @@ resolve_nodes(struct parser *p)
 	for (i = 0; i < p->n_ovr && !p->failed; i++) {
 		struct override *o = &p->ovr[i];
 
-		snprintf(where, sizeof(where), "[node %s] %s", c->nodes[o->node].name,
-		    o->f->key);
-		set_field(p, o->f, field_target(p, o->f, o->node), o->value, o->line,
-		    where);
+		snprintf(where, sizeof(where), "[node %s] %s",
+		    c->nodes[o->node].name, o->f->key);
+		set_field(p, o->f, field_target(p, o->f, o->node), o->value,
+		    o->line, where);
 	}
 	return !p->failed;
 }
@@ -602,16 +653,19 @@ resolve_nodes(struct parser *p)
 static int
 check_node(struct parser *p, const struct cfg_node *n)
 {
-	static const char *const need[] = { "host", "address", "role" };
+	static const char *const need[] = {"host", "address", "role"};
 	int i;
 
 	for (i = 0; i < 3; i++)
-		if (!p->seen_node[n - p->c->nodes][find_field("node", need[i]) - fields])
-			return pfail(p, n->line, "[node %s]: '%s' is required", n->name,
-			    need[i]);
+		if (!p->seen_node[n - p->c->nodes]
+				 [find_field("node", need[i]) - fields])
+			return pfail(p, n->line, "[node %s]: '%s' is required",
+			    n->name, need[i]);
 	if (n->ssh.known_hosts[0] == '\0')
-		return pfail(p, n->line, "[node %s]: no known_hosts file: set "
-		    "[ssh] known_hosts", n->name);
+		return pfail(p, n->line,
+		    "[node %s]: no known_hosts file: set "
+		    "[ssh] known_hosts",
+		    n->name);
 	return 1;
 }
 
@@ -624,15 +678,19 @@ check_unique(struct parser *p)
 	for (i = 0; i < c->n_nodes; i++)
 		for (j = 0; j < i; j++) {
 			if (strcasecmp(c->nodes[i].host, c->nodes[j].host) == 0)
-				return pfail(p, c->nodes[i].line, "[node %s]: host %s is "
-				    "also node %s's", c->nodes[i].name, c->nodes[i].host,
+				return pfail(p, c->nodes[i].line,
+				    "[node %s]: host %s is "
+				    "also node %s's",
+				    c->nodes[i].name, c->nodes[i].host,
 				    c->nodes[j].name);
-			if (strcmp(c->nodes[i].address, c->nodes[j].address) == 0 &&
+			if (strcmp(c->nodes[i].address, c->nodes[j].address) ==
+				0 &&
 			    c->nodes[i].ssh.port == c->nodes[j].ssh.port)
-				return pfail(p, c->nodes[i].line, "[node %s]: address %s "
-				    "port %d is also node %s's", c->nodes[i].name,
-				    c->nodes[i].address, c->nodes[i].ssh.port,
-				    c->nodes[j].name);
+				return pfail(p, c->nodes[i].line,
+				    "[node %s]: address %s "
+				    "port %d is also node %s's",
+				    c->nodes[i].name, c->nodes[i].address,
+				    c->nodes[i].ssh.port, c->nodes[j].name);
 		}
 	return 1;
 }
@@ -643,16 +701,21 @@ check_cms(struct parser *p)
 	int i, ndb = 0;
 
 	if (strcmp(p->c->client_common_name, "postgres") != 0)
-		return pfail(p, 0, "[client] common_name: Cisco Meeting Server "
+		return pfail(p, 0,
+		    "[client] common_name: Cisco Meeting Server "
 		    "requires the dbclient certificate's CN to be 'postgres'");
 	for (i = 0; i < p->c->n_nodes; i++)
 		ndb += cfg_is_database(&p->c->nodes[i]);
 	if (ndb > 5)
-		return pfail(p, 0, "%d database nodes: a Cisco Meeting Server "
-		    "database cluster has at most 5", ndb);
+		return pfail(p, 0,
+		    "%d database nodes: a Cisco Meeting Server "
+		    "database cluster has at most 5",
+		    ndb);
 	if (ndb % 2 == 0)
-		log_warn("%s: %d database nodes: Cisco recommends an odd number "
-		    "(3 or 5) so that a majority survives a failure", p->file, ndb);
+		log_warn(
+		    "%s: %d database nodes: Cisco recommends an odd number "
+		    "(3 or 5) so that a majority survives a failure",
+		    p->file, ndb);
 	return 1;
 }
 
@@ -667,14 +730,16 @@ check_cluster(struct parser *p)
 	if (c->state_dir[0] == '\0')
 		return pfail(p, 0, "[cluster] state_dir is required");
 	if (c->n_nodes == 0)
-		return pfail(p, 0, "no [node NAME] sections: the cluster has no nodes");
+		return pfail(
+		    p, 0, "no [node NAME] sections: the cluster has no nodes");
 	for (i = 0; i < c->n_nodes; i++) {
 		if (!check_node(p, &c->nodes[i]))
 			return 0;
 		primaries += c->nodes[i].role == ROLE_PRIMARY;
 	}
 	if (primaries != 1)
-		return pfail(p, 0, "%d nodes have role = primary; exactly one must",
+		return pfail(p, 0,
+		    "%d nodes have role = primary; exactly one must",
 		    primaries);
 	if (!check_unique(p))
 		return 0;
@@ -683,7 +748,8 @@ check_cluster(struct parser *p)
 		c->name) != 0)
 		return pfail(p, 0, "[ca] common_name: too long");
 	if (c->ca_passphrase_file[0] != '\0' && c->ca_passphrase_env[0] != '\0')
-		return pfail(p, 0, "[ca]: give passphrase_file or passphrase_env, "
+		return pfail(p, 0,
+		    "[ca]: give passphrase_file or passphrase_env, "
 		    "not both");
 	if (c->platform == PLATFORM_CMS)
 		return check_cms(p);
@@ -709,7 +775,8 @@ cfg_load_string(const char *name, const char *text, struct dbpki_cluster *c,
 	if (strlen(text) != 0 && precheck(p, text)) {
 		rc = ini_parse_stream(reader, p, handler, p);
 		if (rc > 0 && !p->failed)
-			pfail(p, rc, "not an INI line (expected [section] or "
+			pfail(p, rc,
+			    "not an INI line (expected [section] or "
 			    "key = value)");
 		else if (rc < 0 && !p->failed)
 			pfail(p, 0, "cannot parse");
@@ -728,9 +795,10 @@ cfg_load(const char *path, struct dbpki_cluster *c, struct dbpki_err *e)
 	char *text = NULL;
 	int rc;
 
-	if (util_read_file(path, UTIL_MAX_INPUT, UTIL_RF_NOSYMLINK |
-		UTIL_RF_NOTWRITABLE, &text, NULL, e) != 0) {
-		e->code = DBPKI_E_CONFIG; /* a missing inventory is a usage error */
+	if (util_read_file(path, UTIL_MAX_INPUT,
+		UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, NULL, e) != 0) {
+		e->code =
+		    DBPKI_E_CONFIG; /* a missing inventory is a usage error */
 		return err_wrap(e, "inventory");
 	}
 	if (memchr(text, '\0', strlen(text)) != NULL || strlen(text) == 0) {
@@ -782,8 +850,8 @@ cfg_platform_name(enum cfg_platform p)
 	return (unsigned)p < 2 ? platforms[p] : "?";
 }
 
-static const char *const key_names[] = { "ec:P-256", "ec:P-384", "rsa:3072",
-	"rsa:4096", NULL };
+static const char *const key_names[] = {
+    "ec:P-256", "ec:P-384", "rsa:3072", "rsa:4096", NULL};
 
 const char *
 cfg_key_name(enum cfg_key_alg a)

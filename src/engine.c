@@ -32,8 +32,8 @@ engine_report_node(struct engine_run *r, const struct engine_node *en,
 	snprintf(code, sizeof(code), "%d", res->exit_status);
 	pthread_mutex_lock(&r->mu);
 	engine_journal_event(&r->journal, "node", "step", s->name, "action",
-	    action, "node", en->n->name, "result", res_name(res->state), "ms", ms,
-	    "exit", code, "error", res->error, "output", res->tail, NULL);
+	    action, "node", en->n->name, "result", res_name(res->state), "ms",
+	    ms, "exit", code, "error", res->error, "output", res->tail, NULL);
 	if (r->o->json) {
 		printf("{\"event\":\"node\",\"step\":");
 		log_json_string(stdout, s->name);
@@ -51,7 +51,8 @@ engine_report_node(struct engine_run *r, const struct engine_node *en,
 		    res_name(res->state), (double)res->ms / 1000.0,
 		    res->state == RES_FAILED ? res->error : res->note);
 		if (res->state == RES_FAILED && res->tail[0] != '\0')
-			log_info("    last output of %s:\n%s", en->n->name, res->tail);
+			log_info("    last output of %s:\n%s", en->n->name,
+			    res->tail);
 	}
 	pthread_mutex_unlock(&r->mu);
 }
@@ -85,7 +86,8 @@ connect_all(struct engine_run *r, struct dbpki_err *e)
 	if (j == NULL)
 		return err_set(e, DBPKI_E_NOMEM, "out of memory");
 	j->r = r;
-	if ((rc = engine_pool_run(r->n, r->c->parallel, connect_one, j, e)) != 0)
+	if ((rc = engine_pool_run(r->n, r->c->parallel, connect_one, j, e)) !=
+	    0)
 		goto out;
 	for (i = 0; i < r->n; i++) {
 		if (r->nodes[i].skipped || j->errs[i].code == 0)
@@ -97,9 +99,12 @@ connect_all(struct engine_run *r, struct dbpki_err *e)
 			*e = j->errs[i];
 	}
 	if (bad > 0) {
-		err_wrap(e, "%d node(s) cannot be reached safely, so nothing was "
-		    "changed on any node; fix the node (or, deliberately, rerun "
-		    "with --skip-node NAME); first problem", bad);
+		err_wrap(e,
+		    "%d node(s) cannot be reached safely, so nothing was "
+		    "changed on any node; fix the node (or, deliberately, "
+		    "rerun "
+		    "with --skip-node NAME); first problem",
+		    bad);
 		rc = e->code;
 	}
 out:
@@ -168,10 +173,10 @@ select_nodes(struct engine_run *r, int step, struct step_job *j)
 }
 
 static int
-run_action_step(struct engine_run *r, int step, const char *action,
-    int *failed, struct dbpki_err *e)
+run_action_step(struct engine_run *r, int step, const char *action, int *failed,
+    struct dbpki_err *e)
 {
-	struct step_job j = { 0 };
+	struct step_job j = {0};
 	int i, rc;
 
 	j.r = r;
@@ -182,8 +187,8 @@ run_action_step(struct engine_run *r, int step, const char *action,
 	*failed = 0;
 	if (j.n == 0)
 		return 0;
-	rc = engine_pool_run(j.n, j.s->parallel ? r->c->parallel : 1, step_one, &j,
-	    e);
+	rc = engine_pool_run(
+	    j.n, j.s->parallel ? r->c->parallel : 1, step_one, &j, e);
 	for (i = 0; i < j.n; i++)
 		*failed += r->nodes[j.idx[i]].res[step].state == RES_FAILED;
 	return rc;
@@ -207,7 +212,8 @@ rollback(struct engine_run *r, int upto)
 		for (i = 0; i < r->n; i++) {
 			struct engine_node *en = &r->nodes[i];
 
-			if (en->res[k].state != RES_OK && en->res[k].state != RES_FAILED)
+			if (en->res[k].state != RES_OK &&
+			    en->res[k].state != RES_FAILED)
 				continue;
 			engine_node_step(r, en, s, s->undo, &res);
 			if (res.state == RES_OK)
@@ -218,7 +224,8 @@ rollback(struct engine_run *r, int upto)
 }
 
 static const char *
-first_failure(const struct engine_run *r, int step, const struct engine_node **who)
+first_failure(
+    const struct engine_run *r, int step, const struct engine_node **who)
 {
 	int i;
 
@@ -242,7 +249,8 @@ run_steps(struct engine_run *r, struct dbpki_err *e)
 
 		log_info("step %s%s", s->name,
 		    s->verify != PB_VERIFY_NONE ? " (verification)" : "");
-		engine_journal_event(&r->journal, "step-start", "step", s->name, NULL);
+		engine_journal_event(
+		    &r->journal, "step-start", "step", s->name, NULL);
 		if (s->verify != PB_VERIFY_NONE) {
 			if ((rc = engine_verify(r, s, e)) == 0)
 				continue;
@@ -255,9 +263,10 @@ run_steps(struct engine_run *r, struct dbpki_err *e)
 		if (failed == 0)
 			continue;
 		first_failure(r, k, &who);
-		err_set(e, DBPKI_E_REMOTE, "step %s failed on %d node(s); first: "
-		    "node %s: %s", s->name, failed, who->n->name,
-		    who->res[k].error);
+		err_set(e, DBPKI_E_REMOTE,
+		    "step %s failed on %d node(s); first: "
+		    "node %s: %s",
+		    s->name, failed, who->n->name, who->res[k].error);
 		if (s->on_failure == PB_FAIL_ROLLBACK)
 			rollback(r, k);
 		return e->code;
@@ -283,7 +292,8 @@ summary(const struct engine_run *r)
 	for (i = 0; i < r->n; i++) {
 		const struct engine_node *en = &r->nodes[i];
 
-		fprintf(stderr, "%-12s %-8s", en->n->name, cfg_role_name(en->n->role));
+		fprintf(stderr, "%-12s %-8s", en->n->name,
+		    cfg_role_name(en->n->role));
 		for (k = 0; k < r->pb->n_steps; k++) {
 			const struct engine_result *res = &en->res[k];
 
@@ -292,17 +302,20 @@ summary(const struct engine_run *r)
 			if (res->state == RES_OK || res->state == RES_FAILED ||
 			    res->state == RES_UNDONE)
 				snprintf(cell, sizeof(cell), "%s %.1fs",
-				    res_name(res->state), (double)res->ms / 1000.0);
+				    res_name(res->state),
+				    (double)res->ms / 1000.0);
 			else
 				snprintf(cell, sizeof(cell), "%s",
-				    en->skipped ? "skipped" : res_name(res->state));
+				    en->skipped ? "skipped"
+						: res_name(res->state));
 			fprintf(stderr, " %-16s", cell);
 		}
 		fputc('\n', stderr);
 	}
 	for (i = 0; i < r->n; i++)
 		if (r->nodes[i].skipped)
-			fprintf(stderr, "note: node %s was skipped on request "
+			fprintf(stderr,
+			    "note: node %s was skipped on request "
 			    "(--skip-node); it has not been changed\n",
 			    r->nodes[i].n->name);
 }
@@ -333,8 +346,10 @@ prepare_releases(struct engine_run *r, struct dbpki_err *e)
 			continue;
 		if ((rc = pki_release_build(r->c, en->n, &en->rel, e)) != 0 ||
 		    (rc = pki_release_check(r->c, en->n, &en->rel, e)) != 0)
-			return err_wrap(e, "pre-flight check of node %s's release "
-			    "(nothing was sent)", en->n->name);
+			return err_wrap(e,
+			    "pre-flight check of node %s's release "
+			    "(nothing was sent)",
+			    en->n->name);
 	}
 	return 0;
 }
@@ -351,8 +366,7 @@ make_release_id(struct engine_run *r)
 
 static int
 run_init(struct engine_run *r, const struct dbpki_cluster *c,
-    const struct playbook *pb, const struct engine_opts *o,
-    struct dbpki_err *e)
+    const struct playbook *pb, const struct engine_opts *o, struct dbpki_err *e)
 {
 	int i;
 
@@ -364,14 +378,17 @@ run_init(struct engine_run *r, const struct dbpki_cluster *c,
 	make_release_id(r);
 	for (i = 0; i < o->n_skip; i++)
 		if (cfg_node_by_name(c, o->skip[i]) == NULL)
-			return err_set(e, DBPKI_E_USAGE, "--skip-node %.64s: no such "
-			    "node in %s", o->skip[i], c->path);
+			return err_set(e, DBPKI_E_USAGE,
+			    "--skip-node %.64s: no such "
+			    "node in %s",
+			    o->skip[i], c->path);
 	for (i = 0; i < r->n; i++) {
 		r->nodes[i].n = &c->nodes[i];
 		r->nodes[i].skipped = is_skipped(o, c->nodes[i].name);
 	}
 	if (o->n_skip > 0 && is_skipped(o, cfg_primary(c)->name))
-		return err_set(e, DBPKI_E_USAGE, "the primary cannot be skipped");
+		return err_set(
+		    e, DBPKI_E_USAGE, "the primary cannot be skipped");
 	return 0;
 }
 
@@ -397,14 +414,16 @@ run_body(struct engine_run *r, struct dbpki_err *e)
 	if ((rc = engine_journal_unfinished(r->c->state_dir, id, pb, e)) < 0)
 		return rc;
 	if (rc == 1)
-		log_warn("the previous run (%s, playbook %s) did not finish; its "
-		    "journal is %s/journal/%s.jsonl. This run redoes every step "
-		    "from the start; the steps are safe to repeat", id, pb,
-		    r->c->state_dir, id);
+		log_warn(
+		    "the previous run (%s, playbook %s) did not finish; its "
+		    "journal is %s/journal/%s.jsonl. This run redoes every "
+		    "step "
+		    "from the start; the steps are safe to repeat",
+		    id, pb, r->c->state_dir, id);
 	if ((rc = prepare_releases(r, e)) != 0)
 		return rc;
-	if ((rc = engine_journal_open(r->c->state_dir, r->pb->name, &r->journal,
-		 e)) != 0)
+	if ((rc = engine_journal_open(
+		 r->c->state_dir, r->pb->name, &r->journal, e)) != 0)
 		return rc;
 	engine_journal_event(&r->journal, "release", "id", r->release_id, NULL);
 	log_info("%s: playbook %s on %d node(s), release %s", r->c->name,

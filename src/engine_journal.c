@@ -23,7 +23,8 @@ engine_journal_open(const char *state_dir, const char *playbook,
 
 	memset(j, 0, sizeof(*j));
 	if (util_fmt(dir, sizeof(dir), "%s/journal", state_dir) != 0)
-		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", state_dir);
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s: path too long", state_dir);
 	if ((r = util_mkdirs(dir, 0700, e)) != 0)
 		return r;
 	gmtime_r(&now, &tm);
@@ -95,8 +96,8 @@ journal_finished(const char *path, char *playbook, size_t pbsz)
 	struct dbpki_err e;
 	int done;
 
-	if (util_read_file(path, 64 * 1024 * 1024, UTIL_RF_NOSYMLINK, &text, NULL,
-		&e) != 0)
+	if (util_read_file(path, 64 * 1024 * 1024, UTIL_RF_NOSYMLINK, &text,
+		NULL, &e) != 0)
 		return 1; /* unreadable: nothing we can resume from */
 	done = strstr(text, "\"event\":\"run-end\"") != NULL;
 	playbook[0] = '\0';
@@ -112,8 +113,8 @@ journal_finished(const char *path, char *playbook, size_t pbsz)
 }
 
 int
-engine_journal_unfinished(const char *state_dir, char *id, char *playbook,
-    struct dbpki_err *e)
+engine_journal_unfinished(
+    const char *state_dir, char *id, char *playbook, struct dbpki_err *e)
 {
 	char dir[CFG_PATH], path[CFG_PATH], newest[CFG_NAME] = "";
 	struct dirent *de;
@@ -121,7 +122,8 @@ engine_journal_unfinished(const char *state_dir, char *id, char *playbook,
 	DIR *d;
 
 	if (util_fmt(dir, sizeof(dir), "%s/journal", state_dir) != 0)
-		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", state_dir);
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s: path too long", state_dir);
 	if ((d = opendir(dir)) == NULL)
 		return 0;
 	/* Only the newest run matters: a later run that ended supersedes an

@@ -25,8 +25,8 @@ describe_holder(int fd, char *out, size_t outsz)
 }
 
 int
-engine_lock_take(const char *state_dir, const char *what,
-    struct engine_lock *l, struct dbpki_err *e)
+engine_lock_take(const char *state_dir, const char *what, struct engine_lock *l,
+    struct dbpki_err *e)
 {
 	char path[CFG_PATH], holder[256], line[256], when[32];
 	int fd, r;
@@ -35,7 +35,8 @@ engine_lock_take(const char *state_dir, const char *what,
 	if ((r = util_mkdirs(state_dir, 0700, e)) != 0)
 		return r;
 	if (util_fmt(path, sizeof(path), "%s/lock", state_dir) != 0)
-		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", state_dir);
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s: path too long", state_dir);
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd == -1)
 		return err_sys(e, "cannot open the lock %s", path);
@@ -44,15 +45,17 @@ engine_lock_take(const char *state_dir, const char *what,
 		describe_holder(fd, holder, sizeof(holder));
 		close(fd);
 		if (r == EWOULDBLOCK)
-			return err_set(e, DBPKI_E_LOCKED, "another dbpki run holds "
-			    "%s (%s); wait for it to finish, or check that process",
+			return err_set(e, DBPKI_E_LOCKED,
+			    "another dbpki run holds "
+			    "%s (%s); wait for it to finish, or check that "
+			    "process",
 			    path, holder);
 		errno = r;
 		return err_sys(e, "cannot lock %s", path);
 	}
 	util_iso8601(util_now(), when);
-	snprintf(line, sizeof(line), "pid %ld, %s, started %s\n", (long)getpid(),
-	    what, when);
+	snprintf(line, sizeof(line), "pid %ld, %s, started %s\n",
+	    (long)getpid(), what, when);
 	if (ftruncate(fd, 0) == -1 || pwrite(fd, line, strlen(line), 0) == -1) {
 		close(fd);
 		return err_sys(e, "cannot write %s", path);

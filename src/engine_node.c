@@ -53,17 +53,27 @@ engine_node_vars(const struct engine_run *r, const struct cfg_node *n,
 		    len ? "," : "", c->nodes[i].name);
 	}
 	const char *kv[][2] = {
-		{ "cluster", c->name }, { "node", n->name },
-		{ "role", cfg_role_name(n->role) }, { "host", n->host },
-		{ "address", n->address }, { "port", port },
-		{ "pgdata", n->pg.pgdata }, { "bindir", n->pg.bindir },
-		{ "cert_dir", n->pg.cert_dir }, { "socket_dir", n->pg.socket_dir },
-		{ "allowed_networks", nets }, { "release_id", r->release_id },
-		{ "release_dir", rdir }, { "db_user", c->client_common_name },
-		{ "primary", p->name }, { "primary_host", p->host },
-		{ "primary_address", p->address }, { "primary_port", pport },
-		{ "replicas", replicas }, { "sentinel", ENGINE_SENTINEL },
-		{ "run_id", r->journal.id },
+	    {"cluster", c->name},
+	    {"node", n->name},
+	    {"role", cfg_role_name(n->role)},
+	    {"host", n->host},
+	    {"address", n->address},
+	    {"port", port},
+	    {"pgdata", n->pg.pgdata},
+	    {"bindir", n->pg.bindir},
+	    {"cert_dir", n->pg.cert_dir},
+	    {"socket_dir", n->pg.socket_dir},
+	    {"allowed_networks", nets},
+	    {"release_id", r->release_id},
+	    {"release_dir", rdir},
+	    {"db_user", c->client_common_name},
+	    {"primary", p->name},
+	    {"primary_host", p->host},
+	    {"primary_address", p->address},
+	    {"primary_port", pport},
+	    {"replicas", replicas},
+	    {"sentinel", ENGINE_SENTINEL},
+	    {"run_id", r->journal.id},
 	};
 	for (i = 0; i < (int)(sizeof(kv) / sizeof(kv[0])) && rc == 0; i++)
 		rc = tpl_vars_set(v, kv[i][0], kv[i][1], e);
@@ -71,8 +81,7 @@ engine_node_vars(const struct engine_run *r, const struct cfg_node *n,
 }
 
 static int
-ship_release(struct engine_run *r, struct engine_node *en,
-    struct dbpki_err *e)
+ship_release(struct engine_run *r, struct engine_node *en, struct dbpki_err *e)
 {
 	char dir[CFG_PATH * 2], path[CFG_PATH * 2 + 32];
 	int i, rc;
@@ -85,8 +94,8 @@ ship_release(struct engine_run *r, struct engine_node *en,
 		const struct pki_file *f = &en->rel.files[i];
 
 		snprintf(path, sizeof(path), "%s/%s", dir, f->name);
-		if ((rc = ssh_upload(en->conn, path, f->data, f->len, (int)f->mode,
-			 e)) != 0)
+		if ((rc = ssh_upload(en->conn, path, f->data, f->len,
+			 (int)f->mode, e)) != 0)
 			return err_wrap(e, "uploading %s", path);
 	}
 	return 0;
@@ -114,7 +123,7 @@ engine_render_script(const struct engine_run *r, const struct cfg_node *n,
     const char *action, char **out, struct dbpki_err *e)
 {
 	const char *platform = cfg_platform_name(r->c->platform);
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	char *common = NULL, *body = NULL;
 	size_t lc, lb;
 	int rc;
@@ -150,13 +159,14 @@ output_note(const char *tail, const char *node, char *out, size_t outsz)
 
 	snprintf(buf, sizeof(buf), "%s", tail);
 	for (line = strtok_r(buf, "\n", &save); line != NULL;
-	    line = strtok_r(NULL, "\n", &save))
+	     line = strtok_r(NULL, "\n", &save))
 		if (strcmp(line, ENGINE_SENTINEL) != 0)
 			last = line;
 	out[0] = '\0';
 	if (last == NULL)
 		return;
-	if (strncmp(last, node, plen) == 0 && strncmp(last + plen, ": ", 2) == 0)
+	if (strncmp(last, node, plen) == 0 &&
+	    strncmp(last + plen, ": ", 2) == 0)
 		last += plen + 2;
 	snprintf(out, outsz, "%s", last);
 }
@@ -165,26 +175,29 @@ static int
 run_action(struct engine_run *r, struct engine_node *en, const char *action,
     struct engine_result *res, struct dbpki_err *e)
 {
-	struct ssh_result sr = { 0 };
+	struct ssh_result sr = {0};
 	char *script = NULL;
 	int rc;
 
 	if ((rc = engine_render_script(r, en->n, action, &script, e)) != 0)
 		goto out;
-	rc = ssh_exec_script(en->conn, script, en->n->ssh.command_timeout, &sr, e);
+	rc = ssh_exec_script(
+	    en->conn, script, en->n->ssh.command_timeout, &sr, e);
 	res->exit_status = sr.exit_status;
 	output_tail(&sr, res->tail, sizeof(res->tail));
 	output_note(res->tail, en->n->name, res->note, sizeof(res->note));
 	if (rc == 0 && !ssh_result_ok(&sr, ENGINE_SENTINEL)) {
 		if (sr.signal != NULL)
-			rc = err_set(e, DBPKI_E_REMOTE, "killed by signal %.32s",
-			    sr.signal);
+			rc = err_set(e, DBPKI_E_REMOTE,
+			    "killed by signal %.32s", sr.signal);
 		else if (sr.exit_status != 0)
 			rc = err_set(e, DBPKI_E_REMOTE, "exit status %d",
 			    sr.exit_status);
 		else
-			rc = err_set(e, DBPKI_E_REMOTE, "the script did not confirm "
-			    "success (no final '%s' line)", ENGINE_SENTINEL);
+			rc = err_set(e, DBPKI_E_REMOTE,
+			    "the script did not confirm "
+			    "success (no final '%s' line)",
+			    ENGINE_SENTINEL);
 	}
 out:
 	ssh_result_free(&sr);

@@ -40,7 +40,8 @@ print_files(FILE *out, const struct engine_run *r, const struct cfg_node *n)
 	for (i = 0; i < rel.n; i++)
 		fprintf(out, "        %-11s %04o  sha256 %s%s%s\n",
 		    rel.files[i].name, (unsigned)rel.files[i].mode,
-		    rel.files[i].sha256, rel.files[i].serial[0] ? "  serial " : "",
+		    rel.files[i].sha256,
+		    rel.files[i].serial[0] ? "  serial " : "",
 		    rel.files[i].serial);
 	pki_release_free(&rel);
 }
@@ -53,7 +54,8 @@ print_script(FILE *out, const struct engine_run *r, const struct cfg_node *n,
 	int rc;
 
 	if ((rc = engine_render_script(r, n, action, &script, e)) == 0) {
-		fprintf(out, "      script (common.sh + %s.sh, sent to sh -s):\n",
+		fprintf(out,
+		    "      script (common.sh + %s.sh, sent to sh -s):\n",
 		    action);
 		print_indented(out, script, "        | ");
 	}
@@ -70,21 +72,26 @@ print_step(FILE *out, const struct engine_run *r, int k, struct dbpki_err *e)
 
 	pb_roles_string(s->roles, roles, sizeof(roles));
 	if (s->verify != PB_VERIFY_NONE) {
-		fprintf(out, "\nstep %d: %s — dbpki verifies the %s through libpq "
-		    "(verify-full, dbclient certificate)\n", k + 1, s->name,
-		    pb_verify_name(s->verify));
+		fprintf(out,
+		    "\nstep %d: %s — dbpki verifies the %s through libpq "
+		    "(verify-full, dbclient certificate)\n",
+		    k + 1, s->name, pb_verify_name(s->verify));
 		return 0;
 	}
-	fprintf(out, "\nstep %d: %s — action %s on %s; %s; on failure: %s%s%s\n",
-	    k + 1, s->name, s->action, roles, s->parallel ? "parallel" : "one at a time",
-	    pb_on_failure_name(s->on_failure), s->undo[0] ? "; undo: " : "", s->undo);
+	fprintf(out,
+	    "\nstep %d: %s — action %s on %s; %s; on failure: %s%s%s\n", k + 1,
+	    s->name, s->action, roles,
+	    s->parallel ? "parallel" : "one at a time",
+	    pb_on_failure_name(s->on_failure), s->undo[0] ? "; undo: " : "",
+	    s->undo);
 	for (i = 0; i < r->c->n_nodes; i++) {
 		const struct cfg_node *n = &r->c->nodes[i];
 
 		if (!pb_step_applies(s, n->role, r->c->platform))
 			continue;
 		fprintf(out, "    node %s (%s, %s@%s:%d)\n", n->name,
-		    cfg_role_name(n->role), n->ssh.user, n->address, n->ssh.port);
+		    cfg_role_name(n->role), n->ssh.user, n->address,
+		    n->ssh.port);
 		if (s->upload)
 			print_files(out, r, n);
 		if ((rc = print_script(out, r, n, s->action, e)) != 0)
@@ -99,7 +106,7 @@ engine_plan(const struct dbpki_cluster *c, const char *name, FILE *out,
 {
 	struct engine_run *r = calloc(1, sizeof(*r));
 	struct playbook *pb = calloc(1, sizeof(*pb));
-	struct engine_opts o = { 0 };
+	struct engine_opts o = {0};
 	time_t now = time(NULL);
 	struct tm tm;
 	int k, rc;
@@ -118,9 +125,10 @@ engine_plan(const struct dbpki_cluster *c, const char *name, FILE *out,
 	snprintf(r->journal.id, sizeof(r->journal.id), "(plan)");
 	fprintf(out, "plan: playbook %s (%s)\n  %s\n", pb->name, pb->path,
 	    pb->description);
-	fprintf(out, "cluster %s, platform %s, %d node(s); release id would be "
-	    "%s\nnothing below has been done: this is a plan\n", c->name,
-	    cfg_platform_name(c->platform), c->n_nodes, r->release_id);
+	fprintf(out,
+	    "cluster %s, platform %s, %d node(s); release id would be "
+	    "%s\nnothing below has been done: this is a plan\n",
+	    c->name, cfg_platform_name(c->platform), c->n_nodes, r->release_id);
 	for (k = 0; k < pb->n_steps && rc == 0; k++)
 		rc = print_step(out, r, k, e);
 out:

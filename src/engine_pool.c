@@ -36,7 +36,7 @@ int
 engine_pool_run(int n, int parallel, void (*fn)(int i, void *arg), void *arg,
     struct dbpki_err *e)
 {
-	struct pool p = { PTHREAD_MUTEX_INITIALIZER, 0, n, fn, arg };
+	struct pool p = {PTHREAD_MUTEX_INITIALIZER, 0, n, fn, arg};
 	pthread_t *t;
 	int i, started = 0;
 

@@ -15,7 +15,7 @@ struct node_status {
 	int pg_ok;
 	char pg_err[256];
 	struct pg_probe probe;
-	const struct pg_repl *repl;  /* the primary's view of this replica */
+	const struct pg_repl *repl; /* the primary's view of this replica */
 	int problem;
 };
 
@@ -51,8 +51,8 @@ probe_one(int i, void *arg)
 }
 
 static void
-judge(const struct dbpki_cluster *c, struct status_job *j, const struct pg_repl *rows,
-    int nrows, int64_t renew_at)
+judge(const struct dbpki_cluster *c, struct status_job *j,
+    const struct pg_repl *rows, int nrows, int64_t renew_at)
 {
 	int i, k;
 
@@ -63,7 +63,8 @@ judge(const struct dbpki_cluster *c, struct status_job *j, const struct pg_repl 
 		s->problem = !s->ssh_ok;
 		if (!cfg_is_database(n))
 			continue;
-		if (!s->pg_ok || s->probe.in_recovery != (n->role == ROLE_REPLICA) ||
+		if (!s->pg_ok ||
+		    s->probe.in_recovery != (n->role == ROLE_REPLICA) ||
 		    s->probe.not_after < renew_at)
 			s->problem = 1;
 		if (n->role != ROLE_REPLICA)
@@ -71,8 +72,8 @@ judge(const struct dbpki_cluster *c, struct status_job *j, const struct pg_repl 
 		for (k = 0; k < nrows; k++)
 			if (strcmp(rows[k].application_name, n->name) == 0)
 				s->repl = &rows[k];
-		if (s->repl == NULL || strcmp(s->repl->state, "streaming") != 0 ||
-		    !s->repl->ssl)
+		if (s->repl == NULL ||
+		    strcmp(s->repl->state, "streaming") != 0 || !s->repl->ssl)
 			s->problem = 1;
 	}
 }
@@ -83,8 +84,8 @@ print_text(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 	char days[24], repl[96];
 	int i;
 
-	fprintf(out, "%-12s %-8s %-5s %-8s %-18s %-7s %-8s %s\n", "node", "role",
-	    "ssh", "seen", "serial", "expires", "ssl", "replication");
+	fprintf(out, "%-12s %-8s %-5s %-8s %-18s %-7s %-8s %s\n", "node",
+	    "role", "ssh", "seen", "serial", "expires", "ssl", "replication");
 	for (i = 0; i < c->n_nodes; i++) {
 		const struct cfg_node *n = &c->nodes[i];
 		const struct node_status *s = &j->st[i];
@@ -95,20 +96,21 @@ print_text(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 		if (cfg_is_database(n) && s->pg_ok) {
 			seen = s->probe.in_recovery ? "replica" : "primary";
 			snprintf(days, sizeof(days), "%lldd",
-			    (long long)((s->probe.not_after - util_now()) / 86400));
+			    (long long)((s->probe.not_after - util_now()) /
+					86400));
 		} else if (cfg_is_database(n))
 			seen = "DOWN";
 		if (s->repl != NULL)
-			snprintf(repl, sizeof(repl), "%s%s lag %lldB", s->repl->state,
-			    s->repl->ssl ? "/ssl" : "/NO-SSL",
+			snprintf(repl, sizeof(repl), "%s%s lag %lldB",
+			    s->repl->state, s->repl->ssl ? "/ssl" : "/NO-SSL",
 			    (long long)s->repl->replay_lag_bytes);
 		else if (n->role == ROLE_REPLICA)
 			snprintf(repl, sizeof(repl), "NOT STREAMING");
 		fprintf(out, "%-12s %-8s %-5s %-8s %-18.16s %-7s %-8s %s%s\n",
-		    n->name, cfg_role_name(n->role), s->ssh_ok ? "ok" : "DOWN", seen,
-		    s->pg_ok ? s->probe.serial_hex : "-", days[0] ? days : "-",
-		    s->pg_ok ? s->probe.protocol : "-", repl,
-		    s->problem ? "   <- problem" : "");
+		    n->name, cfg_role_name(n->role), s->ssh_ok ? "ok" : "DOWN",
+		    seen, s->pg_ok ? s->probe.serial_hex : "-",
+		    days[0] ? days : "-", s->pg_ok ? s->probe.protocol : "-",
+		    repl, s->problem ? "   <- problem" : "");
 		if (!s->ssh_ok)
 			fprintf(out, "    ssh: %s\n", s->ssh_err);
 		if (cfg_is_database(n) && !s->pg_ok && s->pg_err[0] != '\0')
@@ -141,10 +143,12 @@ print_json(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 		fprintf(out, "%s{", i ? "," : "");
 		json_kv(out, "node", n->name, 1);
 		json_kv(out, "role", cfg_role_name(n->role), 1);
-		fprintf(out, "\"ssh\":%s,\"problem\":%s", s->ssh_ok ? "true" : "false",
+		fprintf(out, "\"ssh\":%s,\"problem\":%s",
+		    s->ssh_ok ? "true" : "false",
 		    s->problem ? "true" : "false");
 		if (cfg_is_database(n) && s->pg_ok)
-			fprintf(out, ",\"role_seen\":\"%s\",\"serial\":\"%s\","
+			fprintf(out,
+			    ",\"role_seen\":\"%s\",\"serial\":\"%s\","
 			    "\"not_after\":%lld,\"ssl\":\"%s\"",
 			    s->probe.in_recovery ? "replica" : "primary",
 			    s->probe.serial_hex, (long long)s->probe.not_after,
@@ -162,8 +166,8 @@ print_json(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 }
 
 static int
-load_client_files(const struct dbpki_cluster *c, struct status_job *j,
-    struct dbpki_err *e)
+load_client_files(
+    const struct dbpki_cluster *c, struct status_job *j, struct dbpki_err *e)
 {
 	struct pki_release rel;
 	int rc;
@@ -176,8 +180,8 @@ load_client_files(const struct dbpki_cluster *c, struct status_job *j,
 }
 
 int
-engine_status(const struct dbpki_cluster *c, int json, FILE *out,
-    struct dbpki_err *e)
+engine_status(
+    const struct dbpki_cluster *c, int json, FILE *out, struct dbpki_err *e)
 {
 	struct status_job *j = calloc(1, sizeof(*j));
 	struct pg_repl *rows = NULL;
@@ -191,7 +195,8 @@ engine_status(const struct dbpki_cluster *c, int json, FILE *out,
 	if ((rc = load_client_files(c, j, e)) != 0)
 		goto out;
 	j->have_files = 1;
-	if ((rc = engine_pool_run(c->n_nodes, c->parallel, probe_one, j, e)) != 0)
+	if ((rc = engine_pool_run(c->n_nodes, c->parallel, probe_one, j, e)) !=
+	    0)
 		goto out;
 	engine_pg_target(c, cfg_primary(c), &j->vf, &t);
 	err_clear(&pe);
@@ -205,8 +210,10 @@ engine_status(const struct dbpki_cluster *c, int json, FILE *out,
 	for (i = 0; i < c->n_nodes; i++)
 		problems += j->st[i].problem;
 	if (problems > 0)
-		rc = err_set(e, DBPKI_E_VERIFY, "%d node(s) need attention (see "
-		    "above)", problems);
+		rc = err_set(e, DBPKI_E_VERIFY,
+		    "%d node(s) need attention (see "
+		    "above)",
+		    problems);
 out:
 	free(rows);
 	free(j);

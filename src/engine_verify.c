@@ -10,17 +10,18 @@
 #include <unistd.h>
 
 #define VERIFY_STREAM_TIMEOUT 60
-#define VERIFY_SERIAL_TRIES 40 /* x 250 ms */
+#define VERIFY_SERIAL_TRIES   40 /* x 250 ms */
 
 /* libpq reads certificates from files: give it the release's client files
  * in state_dir/verify (0700 dir, 0600 key), written atomically. */
 int
-engine_verify_files(const struct dbpki_cluster *c, const struct pki_release *rel,
-    struct verify_files *vf, struct dbpki_err *e)
+engine_verify_files(const struct dbpki_cluster *c,
+    const struct pki_release *rel, struct verify_files *vf, struct dbpki_err *e)
 {
-	static const char *const names[] = { "dbca.crt", "client.crt", "client.key" };
+	static const char *const names[] = {
+	    "dbca.crt", "client.crt", "client.key"};
 	char dir[CFG_PATH];
-	char *paths[] = { vf->ca, vf->cert, vf->key };
+	char *paths[] = {vf->ca, vf->cert, vf->key};
 	const struct pki_file *f;
 	int i, rc;
 
@@ -30,11 +31,12 @@ engine_verify_files(const struct dbpki_cluster *c, const struct pki_release *rel
 		return rc;
 	for (i = 0; i < 3; i++) {
 		if ((f = pki_release_file(rel, names[i])) == NULL)
-			return err_set(e, DBPKI_E_INTERNAL, "release has no %s",
-			    names[i]);
+			return err_set(
+			    e, DBPKI_E_INTERNAL, "release has no %s", names[i]);
 		if (util_fmt(paths[i], CFG_PATH, "%s/%s", dir, names[i]) != 0)
 			return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-		if ((rc = util_write_atomic(paths[i], f->data, f->len, 0600, e)) != 0)
+		if ((rc = util_write_atomic(
+			 paths[i], f->data, f->len, 0600, e)) != 0)
 			return rc;
 	}
 	return 0;
@@ -90,14 +92,19 @@ verify_node(struct engine_run *r, const struct engine_node *en,
 		usleep(250 * 1000);
 	}
 	if (p.in_recovery != want_recovery)
-		return err_set(e, DBPKI_E_VERIFY, "node %s answers "
-		    "pg_is_in_recovery() = %s, but the inventory says it is a %s",
+		return err_set(e, DBPKI_E_VERIFY,
+		    "node %s answers "
+		    "pg_is_in_recovery() = %s, but the inventory says it is a "
+		    "%s",
 		    en->n->name, p.in_recovery ? "true" : "false",
 		    cfg_role_name(en->n->role));
 	if (srv != NULL && !same_serial(p.serial_hex, srv->serial))
-		return err_set(e, DBPKI_E_VERIFY, "node %s serves certificate "
-		    "serial %s, not the one dbpki installed (%s); is ssl_cert_file "
-		    "pointing somewhere else?", en->n->name, p.serial_hex, srv->serial);
+		return err_set(e, DBPKI_E_VERIFY,
+		    "node %s serves certificate "
+		    "serial %s, not the one dbpki installed (%s); is "
+		    "ssl_cert_file "
+		    "pointing somewhere else?",
+		    en->n->name, p.serial_hex, srv->serial);
 	log_info("  %-12s verify     ok      %s %s, serial %.16s..., %s",
 	    en->n->name, cfg_role_name(en->n->role), p.protocol, p.serial_hex,
 	    want_recovery ? "in recovery" : "read-write");
@@ -120,7 +127,8 @@ wait_replicas(struct engine_run *r, const struct engine_node *primary,
 	if (n == 0)
 		return 0;
 	engine_pg_target(r->c, primary->n, vf, &t);
-	if ((rc = pg_wait_streaming(&t, names, n, VERIFY_STREAM_TIMEOUT, e)) != 0)
+	if ((rc = pg_wait_streaming(&t, names, n, VERIFY_STREAM_TIMEOUT, e)) !=
+	    0)
 		return err_wrap(e, "replication from %s", primary->n->name);
 	log_info("  %-12s replication ok      %d replica(s) streaming over SSL",
 	    primary->n->name, n);
@@ -128,8 +136,8 @@ wait_replicas(struct engine_run *r, const struct engine_node *primary,
 }
 
 int
-engine_verify(struct engine_run *r, const struct pb_step *s,
-    struct dbpki_err *e)
+engine_verify(
+    struct engine_run *r, const struct pb_step *s, struct dbpki_err *e)
 {
 	const struct engine_node *primary = NULL;
 	struct verify_files vf;
@@ -157,7 +165,7 @@ engine_verify(struct engine_run *r, const struct pb_step *s,
 	return 0;
 fail:
 	e->code = DBPKI_E_VERIFY;
-	engine_journal_event(&r->journal, "verify", "result", "failed", "error",
-	    e->msg, NULL);
+	engine_journal_event(
+	    &r->journal, "verify", "result", "failed", "error", e->msg, NULL);
 	return DBPKI_E_VERIFY;
 }

@@ -46,15 +46,15 @@ vlog(const char *level, const char *fmt, va_list ap)
 		fprintf(stderr, "dbpki: %s: %s\n", level, buf);
 }
 
-#define DEFINE_LOG(fn, level, cond)                                        \
-	void fn(const char *fmt, ...)                                      \
-	{                                                                  \
-		va_list ap;                                                \
-		if (!(cond))                                               \
-			return;                                            \
-		va_start(ap, fmt);                                         \
-		vlog(level, fmt, ap);                                      \
-		va_end(ap);                                                \
+#define DEFINE_LOG(fn, level, cond)                                            \
+	void fn(const char *fmt, ...)                                          \
+	{                                                                      \
+		va_list ap;                                                    \
+		if (!(cond))                                                   \
+			return;                                                \
+		va_start(ap, fmt);                                             \
+		vlog(level, fmt, ap);                                          \
+		va_end(ap);                                                    \
 	}
 
 DEFINE_LOG(log_debug, "debug", verbose_flag)
@@ -63,8 +63,8 @@ DEFINE_LOG(log_warn, "warning", 1)
 DEFINE_LOG(log_error, "error", 1)
 
 char *
-log_sanitize(char *dst, size_t dstsz, const char *src, size_t srclen,
-    int keep_nl)
+log_sanitize(
+    char *dst, size_t dstsz, const char *src, size_t srclen, int keep_nl)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i, o = 0;
@@ -74,7 +74,8 @@ log_sanitize(char *dst, size_t dstsz, const char *src, size_t srclen,
 		return dst;
 	for (i = 0; i < srclen && src[i] != '\0'; i++) {
 		c = (unsigned char)src[i];
-		if ((c >= 0x20 && c < 0x7f) || (keep_nl && c == '\n') || c == '\t') {
+		if ((c >= 0x20 && c < 0x7f) || (keep_nl && c == '\n') ||
+		    c == '\t') {
 			if (o + 1 >= dstsz)
 				break;
 			dst[o++] = (char)c;

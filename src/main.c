@@ -37,19 +37,20 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "ca", cli_ca, "init | import | export: the cluster CA (dbca)" },
-	{ "issue", cli_issue, "issue or refresh every leaf certificate in the store" },
-	{ "csr", cli_csr, "key + CSR for an external CA" },
-	{ "sign", cli_sign, "sign a CSR with dbca" },
-	{ "inspect", cli_inspect, "show a certificate" },
-	{ "match", cli_match, "does KEY belong to CERT" },
-	{ "verify", cli_verify, "verify CERT against a BUNDLE" },
-	{ "plan", cli_plan, "print every step, node and command of a playbook" },
-	{ "bootstrap", cli_bootstrap, "build a new cluster" },
-	{ "rotate", cli_rotate, "replace expired certificates, keep the data" },
-	{ "renew", cli_renew, "renew what expires soon, without downtime" },
-	{ "status", cli_status, "per node: role, served certificate, replication" },
-	{ "check", cli_check, "monitoring plugin (Nagios exit codes)" },
+    {"ca", cli_ca, "init | import | export: the cluster CA (dbca)"},
+    {"issue", cli_issue,
+	"issue or refresh every leaf certificate in the store"},
+    {"csr", cli_csr, "key + CSR for an external CA"},
+    {"sign", cli_sign, "sign a CSR with dbca"},
+    {"inspect", cli_inspect, "show a certificate"},
+    {"match", cli_match, "does KEY belong to CERT"},
+    {"verify", cli_verify, "verify CERT against a BUNDLE"},
+    {"plan", cli_plan, "print every step, node and command of a playbook"},
+    {"bootstrap", cli_bootstrap, "build a new cluster"},
+    {"rotate", cli_rotate, "replace expired certificates, keep the data"},
+    {"renew", cli_renew, "renew what expires soon, without downtime"},
+    {"status", cli_status, "per node: role, served certificate, replication"},
+    {"check", cli_check, "monitoring plugin (Nagios exit codes)"},
 };
 
 static void
@@ -57,7 +58,8 @@ usage(FILE *f)
 {
 	size_t i;
 
-	fprintf(f, "usage: dbpki COMMAND [options]   (dbpki COMMAND --help)\n\n");
+	fprintf(
+	    f, "usage: dbpki COMMAND [options]   (dbpki COMMAND --help)\n\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (commands[i].fn != NULL)
 			fprintf(f, "  %-10s %s\n", commands[i].name,
@@ -82,7 +84,7 @@ sanitise_stdfd(void)
 static void
 sanitise_process(void)
 {
-	struct rlimit no_core = { 0, 0 };
+	struct rlimit no_core = {0, 0};
 
 	sanitise_stdfd();
 	signal(SIGPIPE, SIG_IGN);
@@ -116,8 +118,8 @@ main(int argc, char **argv)
 		if (strcmp(argv[1], commands[i].name) != 0)
 			continue;
 		if (commands[i].fn == NULL) {
-			log_error("'%s' is not available in this build",
-			    argv[1]);
+			log_error(
+			    "'%s' is not available in this build", argv[1]);
 			return EXIT_USAGE;
 		}
 		if (libssh2_init(0) != 0) {

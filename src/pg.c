@@ -32,8 +32,8 @@
 #define PG_NOFILE "/dev/null/dbpki-none"
 
 #define PG_MAX_ROWS 4096
-#define PG_POLL_MS 500
-#define PG_WHERE 340 /* "host:port (addr)" */
+#define PG_POLL_MS  500
+#define PG_WHERE    340 /* "host:port (addr)" */
 
 static void
 pg_where(const struct pg_target *t, char *buf, size_t sz)
@@ -41,8 +41,8 @@ pg_where(const struct pg_target *t, char *buf, size_t sz)
 	int port = t->port != 0 ? t->port : 5432;
 
 	if (t->hostaddr != NULL && t->hostaddr[0] != '\0')
-		(void)util_fmt(buf, sz, "%.253s:%d (%.63s)", t->host, port,
-		    t->hostaddr);
+		(void)util_fmt(
+		    buf, sz, "%.253s:%d (%.63s)", t->host, port, t->hostaddr);
 	else
 		(void)util_fmt(buf, sz, "%.253s:%d", t->host, port);
 }
@@ -51,8 +51,8 @@ pg_where(const struct pg_target *t, char *buf, size_t sz)
  * a missing client certificate, which the server then reports as a vague
  * authentication failure; say plainly which file is missing instead. */
 static int
-pg_check_file(const char *what, const char *path, const char *where,
-    struct dbpki_err *e)
+pg_check_file(
+    const char *what, const char *path, const char *where, struct dbpki_err *e)
 {
 	struct stat st;
 
@@ -60,8 +60,10 @@ pg_check_file(const char *what, const char *path, const char *where,
 		return err_set(e, DBPKI_E_CONFIG, "%s: %s %.1024s: %s", where,
 		    what, path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return err_set(e, DBPKI_E_CONFIG, "%s: %s %.1024s: not a regular "
-		    "file", where, what, path);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: %s %.1024s: not a regular "
+		    "file",
+		    where, what, path);
 	return 0;
 }
 
@@ -73,26 +75,35 @@ pg_check_target(const struct pg_target *t, struct dbpki_err *e)
 
 	if (t == NULL || t->host == NULL ||
 	    (!util_valid_hostname(t->host) && !util_valid_ip(t->host)))
-		return err_set(e, DBPKI_E_CONFIG, "pg: target host is missing or "
+		return err_set(e, DBPKI_E_CONFIG,
+		    "pg: target host is missing or "
 		    "not a valid host name or address");
 	pg_where(t, where, sizeof(where));
 	if (t->hostaddr != NULL && !util_valid_ip(t->hostaddr))
-		return err_set(e, DBPKI_E_CONFIG, "%s: hostaddr is not an IP "
-		    "address", where);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: hostaddr is not an IP "
+		    "address",
+		    where);
 	if (t->port < 0 || t->port > 65535 || t->connect_timeout_s < 0)
-		return err_set(e, DBPKI_E_CONFIG, "%s: port or connect timeout "
-		    "out of range", where);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: port or connect timeout "
+		    "out of range",
+		    where);
 	if (t->sslrootcert == NULL)
-		return err_set(e, DBPKI_E_CONFIG, "%s: no sslrootcert (dbca) "
-		    "given; verify-full needs one", where);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: no sslrootcert (dbca) "
+		    "given; verify-full needs one",
+		    where);
 	if ((t->sslcert == NULL) != (t->sslkey == NULL))
-		return err_set(e, DBPKI_E_CONFIG, "%s: sslcert and sslkey must be "
-		    "given together", where);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: sslcert and sslkey must be "
+		    "given together",
+		    where);
 	if ((r = pg_check_file("sslrootcert", t->sslrootcert, where, e)) != 0)
 		return r;
 	if (t->sslcert != NULL &&
 	    ((r = pg_check_file("sslcert", t->sslcert, where, e)) != 0 ||
-	    (r = pg_check_file("sslkey", t->sslkey, where, e)) != 0))
+		(r = pg_check_file("sslkey", t->sslkey, where, e)) != 0))
 		return r;
 	return 0;
 }
@@ -132,23 +143,26 @@ pg_hint(const char *reason)
 		const char *needle;
 		const char *hint;
 	} hints[] = {
-		{ "certificate verify failed", "the server certificate does not "
-		  "chain to sslrootcert, or it has expired: is sslrootcert the "
-		  "dbca that issued it?" },
-		{ "does not match host name", "the server certificate's SANs do "
-		  "not contain this host name: reissue it with the node's host "
-		  "and address" },
-		{ "valid client certificate", "the server wants the dbclient "
-		  "certificate: check sslcert/sslkey" },
-		{ "certificate authentication failed", "the client certificate's "
-		  "CN must equal the database user" },
-		{ "no pg_hba.conf entry", "pg_hba.conf has no hostssl line for "
-		  "this user and source address" },
-		{ "Connection refused", "is PostgreSQL running and listening on "
-		  "this address and port?" },
-		{ "timeout expired", "the node did not answer in time: firewall, "
-		  "wrong address, or a hung server" },
-		{ "has group or world access", "the key must be mode 0600" },
+	    {"certificate verify failed",
+		"the server certificate does not "
+		"chain to sslrootcert, or it has expired: is sslrootcert the "
+		"dbca that issued it?"},
+	    {"does not match host name",
+		"the server certificate's SANs do "
+		"not contain this host name: reissue it with the node's host "
+		"and address"},
+	    {"valid client certificate", "the server wants the dbclient "
+					 "certificate: check sslcert/sslkey"},
+	    {"certificate authentication failed",
+		"the client certificate's "
+		"CN must equal the database user"},
+	    {"no pg_hba.conf entry", "pg_hba.conf has no hostssl line for "
+				     "this user and source address"},
+	    {"Connection refused", "is PostgreSQL running and listening on "
+				   "this address and port?"},
+	    {"timeout expired", "the node did not answer in time: firewall, "
+				"wrong address, or a hung server"},
+	    {"has group or world access", "the key must be mode 0600"},
 	};
 	size_t i;
 
@@ -159,8 +173,8 @@ pg_hint(const char *reason)
 }
 
 static int
-pg_conn_error(PGconn *conn, const char *where, const char *doing,
-    struct dbpki_err *e)
+pg_conn_error(
+    PGconn *conn, const char *where, const char *doing, struct dbpki_err *e)
 {
 	char reason[768];
 	const char *hint;
@@ -192,7 +206,12 @@ pg_connect(const struct pg_target *t, PGconn **out, struct dbpki_err *e)
 	(void)util_fmt(tmo, sizeof(tmo), "%d",
 	    t->connect_timeout_s != 0 ? t->connect_timeout_s : 10);
 
-#define KV(k, v) do { kw[i] = (k); val[i] = (v); i++; } while (0)
+#define KV(k, v)                                                               \
+	do {                                                                   \
+		kw[i] = (k);                                                   \
+		val[i] = (v);                                                  \
+		i++;                                                           \
+	} while (0)
 	KV("host", t->host);
 	if (t->hostaddr != NULL)
 		KV("hostaddr", t->hostaddr);
@@ -214,8 +233,10 @@ pg_connect(const struct pg_target *t, PGconn **out, struct dbpki_err *e)
 
 	conn = PQconnectdbParams(kw, val, 0);
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		r = pg_conn_error(conn, where, "cannot connect with "
-		    "sslmode=verify-full", e);
+		r = pg_conn_error(conn, where,
+		    "cannot connect with "
+		    "sslmode=verify-full",
+		    e);
 		PQfinish(conn);
 		return r;
 	}
@@ -261,8 +282,9 @@ pg_serial_hex(const X509 *x, char *out, size_t outsz)
 		n = strlen(hex);
 		if (n < outsz) {
 			for (i = 0; i <= n; i++)
-				out[i] = (char)((hex[i] >= 'A' && hex[i] <= 'F') ?
-				    hex[i] - 'A' + 'a' : hex[i]);
+				out[i] = (char)((hex[i] >= 'A' && hex[i] <= 'F')
+						    ? hex[i] - 'A' + 'a'
+						    : hex[i]);
 			r = 0;
 		}
 		OPENSSL_free(hex);
@@ -293,16 +315,17 @@ pg_subject(const X509 *x, char *out, size_t outsz)
 	out[0] = '\0';
 	if ((b = BIO_new(BIO_s_mem())) == NULL)
 		return;
-	if (X509_NAME_print_ex(b, X509_get_subject_name(x), 0,
-	    XN_FLAG_RFC2253) >= 0 && (n = BIO_get_mem_data(b, &p)) > 0)
+	if (X509_NAME_print_ex(
+		b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0 &&
+	    (n = BIO_get_mem_data(b, &p)) > 0)
 		log_sanitize(out, outsz, p, (size_t)n, 0);
 	BIO_free(b);
 }
 
 /* Fill the certificate half of *out from the live TLS session. */
 static int
-pg_served_cert(PGconn *conn, const char *where, struct pg_probe *out,
-    struct dbpki_err *e)
+pg_served_cert(
+    PGconn *conn, const char *where, struct pg_probe *out, struct dbpki_err *e)
 {
 	const char *lib;
 	unsigned char md[EVP_MAX_MD_SIZE];
@@ -312,35 +335,43 @@ pg_served_cert(PGconn *conn, const char *where, struct pg_probe *out,
 
 	lib = PQsslAttribute(conn, "library");
 	if (PQsslInUse(conn) != 1 || lib == NULL || strcmp(lib, "OpenSSL") != 0)
-		return err_set(e, DBPKI_E_VERIFY, "%s: connection is not using "
-		    "OpenSSL TLS (library %s)", where, lib != NULL ? lib : "none");
+		return err_set(e, DBPKI_E_VERIFY,
+		    "%s: connection is not using "
+		    "OpenSSL TLS (library %s)",
+		    where, lib != NULL ? lib : "none");
 	pg_copy(out->protocol, sizeof(out->protocol),
 	    PQsslAttribute(conn, "protocol"));
-	pg_copy(out->cipher, sizeof(out->cipher),
-	    PQsslAttribute(conn, "cipher"));
+	pg_copy(
+	    out->cipher, sizeof(out->cipher), PQsslAttribute(conn, "cipher"));
 	if ((ssl = PQsslStruct(conn, "OpenSSL")) == NULL ||
 	    (peer = SSL_get0_peer_certificate(ssl)) == NULL)
-		return err_set(e, DBPKI_E_PKI, "%s: the server presented no "
-		    "certificate", where);
+		return err_set(e, DBPKI_E_PKI,
+		    "%s: the server presented no "
+		    "certificate",
+		    where);
 	/* get0: borrowed from the session, freed by PQfinish, not by us. */
 	out->verify_ok = SSL_get_verify_result(ssl) == X509_V_OK;
 	if (pg_serial_hex(peer, out->serial_hex, sizeof(out->serial_hex)) != 0)
-		return err_ssl(e, "%s: cannot read the served certificate's "
-		    "serial", where);
-	if (pg_not_after(peer, &out->not_after) != 0)
-		return err_ssl(e, "%s: cannot read the served certificate's "
-		    "notAfter", where);
-	if (X509_digest(peer, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32)
-		return err_ssl(e, "%s: cannot hash the served certificate",
+		return err_ssl(e,
+		    "%s: cannot read the served certificate's "
+		    "serial",
 		    where);
+	if (pg_not_after(peer, &out->not_after) != 0)
+		return err_ssl(e,
+		    "%s: cannot read the served certificate's "
+		    "notAfter",
+		    where);
+	if (X509_digest(peer, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32)
+		return err_ssl(
+		    e, "%s: cannot hash the served certificate", where);
 	util_hex(md, mdlen, out->sha256_hex);
 	pg_subject(peer, out->subject, sizeof(out->subject));
 	return 0;
 }
 
 int
-pg_probe_node(const struct pg_target *t, struct pg_probe *out,
-    struct dbpki_err *e)
+pg_probe_node(
+    const struct pg_target *t, struct pg_probe *out, struct dbpki_err *e)
 {
 	char where[PG_WHERE];
 	struct pg_probe p;
@@ -357,13 +388,15 @@ pg_probe_node(const struct pg_target *t, struct pg_probe *out,
 	if ((r = pg_served_cert(conn, where, &p, e)) != 0)
 		goto out;
 	p.server_version = PQserverVersion(conn);
-	if ((r = pg_query(conn, where, "SELECT pg_is_in_recovery()", &res,
-	    e)) != 0)
+	if ((r = pg_query(
+		 conn, where, "SELECT pg_is_in_recovery()", &res, e)) != 0)
 		goto out;
 	v = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
 	if (strcmp(v, "t") != 0 && strcmp(v, "f") != 0) {
-		r = err_set(e, DBPKI_E_VERIFY, "%s: pg_is_in_recovery() gave an "
-		    "unexpected answer", where);
+		r = err_set(e, DBPKI_E_VERIFY,
+		    "%s: pg_is_in_recovery() gave an "
+		    "unexpected answer",
+		    where);
 		goto out;
 	}
 	p.in_recovery = v[0] == 't';
@@ -399,8 +432,8 @@ pg_repl_row(PGresult *res, int i, struct pg_repl *row)
 
 	pg_copy(row->application_name, sizeof(row->application_name),
 	    PQgetvalue(res, i, 0));
-	pg_copy(row->client_addr, sizeof(row->client_addr),
-	    PQgetvalue(res, i, 1));
+	pg_copy(
+	    row->client_addr, sizeof(row->client_addr), PQgetvalue(res, i, 1));
 	pg_copy(row->state, sizeof(row->state), PQgetvalue(res, i, 2));
 	row->ssl = strcmp(PQgetvalue(res, i, 3), "t") == 0;
 	pg_copy(row->ssl_client_dn, sizeof(row->ssl_client_dn),
@@ -412,8 +445,8 @@ pg_repl_row(PGresult *res, int i, struct pg_repl *row)
 }
 
 int
-pg_replication(const struct pg_target *primary, struct pg_repl **rows,
-    int *n, struct dbpki_err *e)
+pg_replication(const struct pg_target *primary, struct pg_repl **rows, int *n,
+    struct dbpki_err *e)
 {
 	char where[PG_WHERE];
 	struct pg_repl *v = NULL;
@@ -429,8 +462,10 @@ pg_replication(const struct pg_target *primary, struct pg_repl **rows,
 	if ((r = pg_query(conn, where, pg_repl_sql, &res, e)) != 0)
 		goto out;
 	if ((nt = PQntuples(res)) > PG_MAX_ROWS || PQnfields(res) != 6) {
-		r = err_set(e, DBPKI_E_VERIFY, "%s: unexpected shape of "
-		    "pg_stat_replication (%d rows)", where, nt);
+		r = err_set(e, DBPKI_E_VERIFY,
+		    "%s: unexpected shape of "
+		    "pg_stat_replication (%d rows)",
+		    where, nt);
 		goto out;
 	}
 	if (nt > 0 && (v = calloc((size_t)nt, sizeof(*v))) == NULL) {
@@ -439,8 +474,10 @@ pg_replication(const struct pg_target *primary, struct pg_repl **rows,
 	}
 	for (i = 0; i < nt; i++) {
 		if (pg_repl_row(res, i, &v[i]) != 0) {
-			r = err_set(e, DBPKI_E_VERIFY, "%s: unreadable replay lag "
-			    "in pg_stat_replication row %d", where, i + 1);
+			r = err_set(e, DBPKI_E_VERIFY,
+			    "%s: unreadable replay lag "
+			    "in pg_stat_replication row %d",
+			    where, i + 1);
 			goto out;
 		}
 	}
@@ -480,9 +517,8 @@ pg_is_streaming(const struct pg_repl *row)
 
 /* Append to a bounded message; a full buffer ends in "..." rather than
  * failing, since the message is already an error report. */
-static void
-pg_append(char *buf, size_t sz, size_t *len, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+static void pg_append(char *buf, size_t sz, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
 pg_append(char *buf, size_t sz, size_t *len, const char *fmt, ...)
@@ -515,9 +551,10 @@ pg_wait_report(const struct pg_target *t, const char *const *names, int n,
 
 	pg_where(t, where, sizeof(where));
 	if (last->code != 0)
-		return err_set(e, DBPKI_E_VERIFY, "%s: timed out after %ds "
-		    "waiting for replicas to stream; last attempt: %s", where,
-		    timeout_s, last->msg);
+		return err_set(e, DBPKI_E_VERIFY,
+		    "%s: timed out after %ds "
+		    "waiting for replicas to stream; last attempt: %s",
+		    where, timeout_s, last->msg);
 	msg[0] = '\0';
 	for (i = 0; i < n; i++) {
 		row = pg_find(rows, nrows, names[i]);
@@ -528,21 +565,26 @@ pg_wait_report(const struct pg_target *t, const char *const *names, int n,
 			pg_append(msg, sizeof(msg), &len, "%s%s (absent)",
 			    len ? ", " : "", nm);
 		else
-			pg_append(msg, sizeof(msg), &len, "%s%s (state '%s', "
-			    "ssl %s)", len ? ", " : "", nm, row->state,
+			pg_append(msg, sizeof(msg), &len,
+			    "%s%s (state '%s', "
+			    "ssl %s)",
+			    len ? ", " : "", nm, row->state,
 			    row->ssl ? "on" : "off");
 	}
 	pg_append(msg, sizeof(msg), &len, "; walsenders seen:");
 	for (i = 0; i < nrows; i++)
 		pg_append(msg, sizeof(msg), &len, " %s[%s %s ssl=%s]",
-		    rows[i].application_name[0] ? rows[i].application_name : "''",
+		    rows[i].application_name[0] ? rows[i].application_name
+						: "''",
 		    rows[i].client_addr, rows[i].state[0] ? rows[i].state : "?",
 		    rows[i].ssl ? "on" : "off");
 	if (nrows == 0)
 		pg_append(msg, sizeof(msg), &len, " none");
-	return err_set(e, DBPKI_E_VERIFY, "%s: after %ds, not streaming over "
+	return err_set(e, DBPKI_E_VERIFY,
+	    "%s: after %ds, not streaming over "
 	    "SSL: %s (a replica names itself with application_name in its "
-	    "primary_conninfo)", where, timeout_s, msg);
+	    "primary_conninfo)",
+	    where, timeout_s, msg);
 }
 
 int
@@ -557,12 +599,16 @@ pg_wait_streaming(const struct pg_target *primary, const char *const *names,
 
 	if (n < 0 || (n > 0 && names == NULL) || timeout_s < 1 ||
 	    timeout_s > 86400)
-		return err_set(e, DBPKI_E_CONFIG, "pg: wait for streaming: bad "
-		    "arguments (n=%d, timeout=%ds)", n, timeout_s);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "pg: wait for streaming: bad "
+		    "arguments (n=%d, timeout=%ds)",
+		    n, timeout_s);
 	for (i = 0; i < n; i++)
 		if (names[i] == NULL)
-			return err_set(e, DBPKI_E_CONFIG, "pg: wait for "
-			    "streaming: replica name %d is NULL", i + 1);
+			return err_set(e, DBPKI_E_CONFIG,
+			    "pg: wait for "
+			    "streaming: replica name %d is NULL",
+			    i + 1);
 	deadline = util_mono_ms() + (int64_t)timeout_s * 1000;
 	for (;;) {
 		free(rows);

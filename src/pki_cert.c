@@ -45,10 +45,12 @@ static int
 set_cn(X509_NAME *name, const char *cn, struct dbpki_err *e)
 {
 	if (strlen(cn) == 0 || strlen(cn) > CN_MAX)
-		return err_set(e, DBPKI_E_CONFIG, "common name '%.80s' must be "
-		    "1 to %d characters", cn, CN_MAX);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "common name '%.80s' must be "
+		    "1 to %d characters",
+		    cn, CN_MAX);
 	if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
-	    (const unsigned char *)cn, -1, -1, 0))
+		(const unsigned char *)cn, -1, -1, 0))
 		return err_ssl(e, "cannot set common name '%.80s'", cn);
 	return 0;
 }
@@ -65,7 +67,8 @@ set_validity(X509 *x, int64_t validity, X509 *issuer, struct dbpki_err *e)
 	if (issuer != NULL && nb < pki_cert_not_before(issuer))
 		nb = pki_cert_not_before(issuer);
 	if (na <= now)
-		return err_set(e, DBPKI_E_PKI, "the CA has expired; nothing it "
+		return err_set(e, DBPKI_E_PKI,
+		    "the CA has expired; nothing it "
 		    "signs would be valid (create a new CA)");
 	if (ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb) == NULL ||
 	    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na) == NULL)
@@ -74,15 +77,14 @@ set_validity(X509 *x, int64_t validity, X509 *issuer, struct dbpki_err *e)
 }
 
 static int
-add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *val,
-    struct dbpki_err *e)
+add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *val, struct dbpki_err *e)
 {
 	X509_EXTENSION *ext;
 	int ok;
 
 	if ((ext = X509V3_EXT_conf_nid(NULL, ctx, nid, val)) == NULL)
-		return err_ssl(e, "cannot build extension %s = %s",
-		    OBJ_nid2sn(nid), val);
+		return err_ssl(
+		    e, "cannot build extension %s = %s", OBJ_nid2sn(nid), val);
 	ok = X509_add_ext(x, ext, -1);
 	X509_EXTENSION_free(ext);
 	if (!ok)
@@ -132,20 +134,20 @@ gn_equal(const GENERAL_NAME *gn, const char *s)
 		else
 			return 0;
 		return ASN1_STRING_length(v) == len &&
-		    memcmp(ASN1_STRING_get0_data(v), bin, (size_t)len) == 0;
+		       memcmp(ASN1_STRING_get0_data(v), bin, (size_t)len) == 0;
 	}
 	if (gn->type == GEN_DNS && !isip) {
 		v = gn->d.dNSName;
 		return (size_t)ASN1_STRING_length(v) == strlen(s) &&
-		    strncasecmp((const char *)ASN1_STRING_get0_data(v), s,
-		    strlen(s)) == 0;
+		       strncasecmp((const char *)ASN1_STRING_get0_data(v), s,
+			   strlen(s)) == 0;
 	}
 	return 0;
 }
 
 int
-pki_san_build(const struct pki_spec *s, GENERAL_NAMES **out,
-    struct dbpki_err *e)
+pki_san_build(
+    const struct pki_spec *s, GENERAL_NAMES **out, struct dbpki_err *e)
 {
 	GENERAL_NAMES *gens;
 	GENERAL_NAME *gn;
@@ -158,12 +160,14 @@ pki_san_build(const struct pki_spec *s, GENERAL_NAMES **out,
 		if (!util_valid_ip(s->san[i]) &&
 		    !util_valid_hostname(s->san[i])) {
 			GENERAL_NAMES_free(gens);
-			return err_set(e, DBPKI_E_CONFIG, "'%.80s' is neither "
-			    "a host name nor an IP address", s->san[i]);
+			return err_set(e, DBPKI_E_CONFIG,
+			    "'%.80s' is neither "
+			    "a host name nor an IP address",
+			    s->san[i]);
 		}
 		for (dup = 0, j = 0; j < sk_GENERAL_NAME_num(gens); j++)
-			dup |= gn_equal(sk_GENERAL_NAME_value(gens, j),
-			    s->san[i]);
+			dup |=
+			    gn_equal(sk_GENERAL_NAME_value(gens, j), s->san[i]);
 		if (dup)
 			continue;
 		if ((gn = gn_make(s->san[i])) == NULL ||
@@ -178,8 +182,8 @@ pki_san_build(const struct pki_spec *s, GENERAL_NAMES **out,
 }
 
 static int
-add_profile_exts(X509 *x, X509 *issuer, const struct pki_spec *s,
-    EVP_PKEY *pub, struct dbpki_err *e)
+add_profile_exts(X509 *x, X509 *issuer, const struct pki_spec *s, EVP_PKEY *pub,
+    struct dbpki_err *e)
 {
 	GENERAL_NAMES *gens = NULL;
 	X509V3_CTX ctx;
@@ -188,32 +192,35 @@ add_profile_exts(X509 *x, X509 *issuer, const struct pki_spec *s,
 	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
 	if (s->profile == PKI_PROFILE_CA) {
 		if ((r = add_ext(x, &ctx, NID_basic_constraints,
-		    "critical,CA:TRUE,pathlen:0", e)) != 0 ||
+			 "critical,CA:TRUE,pathlen:0", e)) != 0 ||
 		    (r = add_ext(x, &ctx, NID_key_usage,
-		    "critical,keyCertSign,cRLSign", e)) != 0)
+			 "critical,keyCertSign,cRLSign", e)) != 0)
 			return r;
 	} else {
 		if ((r = add_ext(x, &ctx, NID_basic_constraints,
-		    "critical,CA:FALSE", e)) != 0 ||
+			 "critical,CA:FALSE", e)) != 0 ||
 		    (r = add_ext(x, &ctx, NID_key_usage,
-		    s->profile == PKI_PROFILE_SERVER && rsa ?
-		    "critical,digitalSignature,keyEncipherment" :
-		    "critical,digitalSignature", e)) != 0 ||
+			 s->profile == PKI_PROFILE_SERVER && rsa
+			     ? "critical,digitalSignature,keyEncipherment"
+			     : "critical,digitalSignature",
+			 e)) != 0 ||
 		    (r = add_ext(x, &ctx, NID_ext_key_usage,
-		    s->profile == PKI_PROFILE_SERVER ? "serverAuth" :
-		    "clientAuth", e)) != 0)
+			 s->profile == PKI_PROFILE_SERVER ? "serverAuth"
+							  : "clientAuth",
+			 e)) != 0)
 			return r;
 	}
-	if ((r = add_ext(x, &ctx, NID_subject_key_identifier, "hash", e)) != 0 ||
-	    (r = add_ext(x, &ctx, NID_authority_key_identifier,
-	    "keyid:always", e)) != 0)
+	if ((r = add_ext(x, &ctx, NID_subject_key_identifier, "hash", e)) !=
+		0 ||
+	    (r = add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always",
+		 e)) != 0)
 		return r;
 	if (s->n_san == 0)
 		return 0;
 	if ((r = pki_san_build(s, &gens, e)) != 0)
 		return r;
-	if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0,
-	    X509V3_ADD_DEFAULT) != 1)
+	if (X509_add1_ext_i2d(
+		x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1)
 		r = err_ssl(e, "cannot add the SAN extension");
 	GENERAL_NAMES_free(gens);
 	return r;
@@ -232,8 +239,7 @@ pki_cert_build(const struct pki_spec *s, EVP_PKEY *pub, X509 *issuer,
 		    "pki_cert_build: CA profile iff no issuer");
 	if ((x = X509_new()) == NULL)
 		return err_ssl(e, "out of memory");
-	if (!X509_set_version(x, X509_VERSION_3) ||
-	    !X509_set_pubkey(x, pub)) {
+	if (!X509_set_version(x, X509_VERSION_3) || !X509_set_pubkey(x, pub)) {
 		r = err_ssl(e, "cannot set up the certificate");
 		goto out;
 	}
@@ -241,8 +247,9 @@ pki_cert_build(const struct pki_spec *s, EVP_PKEY *pub, X509 *issuer,
 	    (r = set_cn(X509_get_subject_name(x), s->cn, e)) != 0 ||
 	    (r = set_validity(x, s->validity, issuer, e)) != 0)
 		goto out;
-	if (!X509_set_issuer_name(x, issuer != NULL ?
-	    X509_get_subject_name(issuer) : X509_get_subject_name(x))) {
+	if (!X509_set_issuer_name(x, issuer != NULL
+					 ? X509_get_subject_name(issuer)
+					 : X509_get_subject_name(x))) {
 		r = err_ssl(e, "cannot set the issuer");
 		goto out;
 	}
@@ -260,8 +267,7 @@ out:
 }
 
 int
-pki_cert_to_pem(X509 *x, unsigned char **out, size_t *len,
-    struct dbpki_err *e)
+pki_cert_to_pem(X509 *x, unsigned char **out, size_t *len, struct dbpki_err *e)
 {
 	BIO *b;
 	char *p = NULL;
@@ -352,7 +358,7 @@ int
 pki_cert_covers(X509 *x, const char *name_or_ip)
 {
 	unsigned int flags = X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
-	    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+			     X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
 	int r;
 
 	if (name_or_ip == NULL || *name_or_ip == '\0')
@@ -385,8 +391,8 @@ name_cn(const X509_NAME *name, char *out, size_t outsz)
 	i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
 	if (i < 0)
 		return 0;
-	n = ASN1_STRING_to_UTF8(&utf8,
-	    X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+	n = ASN1_STRING_to_UTF8(
+	    &utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
 	if (n < 0)
 		return -1;
 	i = util_fmt(out, outsz, "%.*s", n, (const char *)utf8);
@@ -441,9 +447,9 @@ pki_cert_san_equal(X509 *x, const struct pki_spec *s)
 	}
 	for (j = 0; ok && j < s->n_san; j++) {
 		for (found = 0, i = 0; !found && i < sk_GENERAL_NAME_num(gens);
-		    i++)
-			found = gn_equal(sk_GENERAL_NAME_value(gens, i),
-			    s->san[j]);
+		     i++)
+			found =
+			    gn_equal(sk_GENERAL_NAME_value(gens, i), s->san[j]);
 		ok = found;
 	}
 	GENERAL_NAMES_free(gens);
@@ -474,7 +480,8 @@ pki_csr_build(const struct pki_spec *s, EVP_PKEY *key, X509_REQ **out,
 			goto out;
 		if ((exts = sk_X509_EXTENSION_new_null()) == NULL ||
 		    (ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens)) ==
-		    NULL || !sk_X509_EXTENSION_push(exts, ext) ||
+			NULL ||
+		    !sk_X509_EXTENSION_push(exts, ext) ||
 		    !X509_REQ_add_extensions(req, exts)) {
 			if (exts == NULL || sk_X509_EXTENSION_num(exts) == 0)
 				X509_EXTENSION_free(ext);
@@ -518,7 +525,9 @@ gn_text(const GENERAL_NAME *gn, char *dst, size_t dstsz)
 		if (n != 4 && n != 16)
 			return -1;
 		return inet_ntop(n == 4 ? AF_INET : AF_INET6,
-		    ASN1_STRING_get0_data(v), dst, (socklen_t)dstsz) ? 0 : -1;
+			   ASN1_STRING_get0_data(v), dst, (socklen_t)dstsz)
+			   ? 0
+			   : -1;
 	}
 	return -1;
 }
@@ -549,13 +558,16 @@ csr_sans(X509_REQ *req, struct pki_spec *s, char names[][CFG_HOST],
 		gens = X509V3_get_d2i(exts, NID_subject_alt_name, NULL, NULL);
 	for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
 		if (s->n_san >= max_names || s->n_san >= PKI_MAX_SAN) {
-			r = err_set(e, DBPKI_E_CONFIG, "CSR asks for too many "
-			    "SANs (at most %d)", max_names);
+			r = err_set(e, DBPKI_E_CONFIG,
+			    "CSR asks for too many "
+			    "SANs (at most %d)",
+			    max_names);
 			break;
 		}
 		if (gn_text(sk_GENERAL_NAME_value(gens, i), names[s->n_san],
-		    CFG_HOST) != 0) {
-			r = err_set(e, DBPKI_E_CONFIG, "CSR SAN #%d is not a "
+			CFG_HOST) != 0) {
+			r = err_set(e, DBPKI_E_CONFIG,
+			    "CSR SAN #%d is not a "
 			    "valid DNS name or IP address; refusing to sign",
 			    i + 1);
 			break;
@@ -580,17 +592,22 @@ pki_csr_read_spec(X509_REQ *req, struct pki_spec *s, char names[][CFG_HOST],
 	s->cn[0] = '\0';
 	if (pub == NULL || X509_REQ_verify(req, pub) != 1) {
 		ERR_clear_error();
-		return err_set(e, DBPKI_E_PKI, "the CSR's signature does not "
+		return err_set(e, DBPKI_E_PKI,
+		    "the CSR's signature does not "
 		    "verify; it is damaged or was not made with its key");
 	}
 	if (pki_key_alg(pub, &alg) != 0) {
 		pki_key_describe(pub, desc, sizeof(desc), NULL, NULL);
-		return err_set(e, DBPKI_E_CONFIG, "the CSR's key is %s; only "
-		    "EC P-256/P-384 and RSA 3072/4096 are signed", desc);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "the CSR's key is %s; only "
+		    "EC P-256/P-384 and RSA 3072/4096 are signed",
+		    desc);
 	}
-	if (name_cn(X509_REQ_get_subject_name(req), s->cn,
-	    sizeof(s->cn)) != 0 || !valid_cn(s->cn))
-		return err_set(e, DBPKI_E_CONFIG, "the CSR's common name is "
+	if (name_cn(X509_REQ_get_subject_name(req), s->cn, sizeof(s->cn)) !=
+		0 ||
+	    !valid_cn(s->cn))
+		return err_set(e, DBPKI_E_CONFIG,
+		    "the CSR's common name is "
 		    "missing or has characters outside [A-Za-z0-9 _.@-]");
 	return csr_sans(req, s, names, max_names, e);
 }

@@ -46,8 +46,9 @@ san_text(const GENERAL_NAME *gn, char *out, size_t outsz)
 	} else if (gn->type == GEN_IPADD) {
 		v = gn->d.iPAddress;
 		n = ASN1_STRING_length(v);
-		if ((n == 4 || n == 16) && inet_ntop(n == 4 ? AF_INET :
-		    AF_INET6, ASN1_STRING_get0_data(v), ip, sizeof(ip)))
+		if ((n == 4 || n == 16) &&
+		    inet_ntop(n == 4 ? AF_INET : AF_INET6,
+			ASN1_STRING_get0_data(v), ip, sizeof(ip)))
 			util_fmt(out, outsz, "IP:%s", ip);
 		else
 			util_fmt(out, outsz, "IP:?");
@@ -67,13 +68,14 @@ eku_list(X509 *x, char *out, size_t outsz)
 	eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
 	for (i = 0; eku != NULL && i < sk_ASN1_OBJECT_num(eku); i++) {
 		if (OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, i)) != NID_undef)
-			util_fmt(name, sizeof(name), "%s", OBJ_nid2sn(
-			    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, i))));
+			util_fmt(name, sizeof(name), "%s",
+			    OBJ_nid2sn(
+				OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, i))));
 		else
 			OBJ_obj2txt(name, sizeof(name),
 			    sk_ASN1_OBJECT_value(eku, i), 1);
-		if (util_fmt(out + used, outsz - used, "%s%s",
-		    used ? "," : "", name) != 0)
+		if (util_fmt(out + used, outsz - used, "%s%s", used ? "," : "",
+			name) != 0)
 			break;
 		used = strlen(out);
 	}
@@ -169,7 +171,8 @@ print_text(FILE *f, X509 *x, GENERAL_NAMES *gens)
 	    util_now() < pki_cert_not_before(x) ? "  (NOT YET VALID)" : "");
 	util_iso8601(pki_cert_not_after(x), t);
 	if (util_now() >= pki_cert_not_after(x))
-		fprintf(f, "not after:   %s  (EXPIRED %lld days ago)\n", t, -dl);
+		fprintf(
+		    f, "not after:   %s  (EXPIRED %lld days ago)\n", t, -dl);
 	else
 		fprintf(f, "not after:   %s  (%lld days left)\n", t, dl);
 	fputs("SANs:        ", f);
@@ -203,7 +206,7 @@ pki_inspect_print(FILE *f, X509 *x, int json)
 }
 
 int
-pki_bundle_load(const char *path, STACK_OF(X509) **out, struct dbpki_err *e)
+pki_bundle_load(const char *path, STACK_OF(X509) * *out, struct dbpki_err *e)
 {
 	STACK_OF(X509) *sk = NULL;
 	X509 *x;
@@ -223,9 +226,10 @@ pki_bundle_load(const char *path, STACK_OF(X509) **out, struct dbpki_err *e)
 	while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
 		if (sk_X509_num(sk) >= PKI_BUNDLE_MAX) {
 			X509_free(x);
-			r = err_set(e, DBPKI_E_CONFIG, "%s: more than %d "
-			    "certificates; a bundle holds at most %d", path,
-			    PKI_BUNDLE_MAX, PKI_BUNDLE_MAX);
+			r = err_set(e, DBPKI_E_CONFIG,
+			    "%s: more than %d "
+			    "certificates; a bundle holds at most %d",
+			    path, PKI_BUNDLE_MAX, PKI_BUNDLE_MAX);
 			goto out;
 		}
 		if (!sk_X509_push(sk, x)) {
@@ -236,8 +240,8 @@ pki_bundle_load(const char *path, STACK_OF(X509) **out, struct dbpki_err *e)
 	}
 	ERR_clear_error(); /* the end of the PEM stream reads as an error */
 	if (sk_X509_num(sk) == 0) {
-		r = err_set(e, DBPKI_E_CONFIG, "%s: no PEM certificate in it",
-		    path);
+		r = err_set(
+		    e, DBPKI_E_CONFIG, "%s: no PEM certificate in it", path);
 		goto out;
 	}
 	*out = sk;
@@ -253,10 +257,8 @@ static const char *
 reason(int err)
 {
 	switch (err) {
-	case X509_V_ERR_CERT_HAS_EXPIRED:
-		return "expired";
-	case X509_V_ERR_CERT_NOT_YET_VALID:
-		return "not yet valid";
+	case X509_V_ERR_CERT_HAS_EXPIRED: return "expired";
+	case X509_V_ERR_CERT_NOT_YET_VALID: return "not yet valid";
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
 	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
 	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
@@ -266,10 +268,8 @@ reason(int err)
 	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
 	case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
 		return "bad signature";
-	case X509_V_ERR_INVALID_PURPOSE:
-		return "wrong purpose";
-	default:
-		return NULL;
+	case X509_V_ERR_INVALID_PURPOSE: return "wrong purpose";
+	default: return NULL;
 	}
 }
 
@@ -284,15 +284,17 @@ verify_fail(struct dbpki_err *e, X509_STORE_CTX *ctx)
 
 	if (bad != NULL)
 		name_text(X509_get_subject_name(bad), subj, sizeof(subj));
-	return err_set(e, DBPKI_E_VERIFY, "%s: %s (%s) at depth %d, "
-	    "certificate %s", why != NULL ? why : "verification failed",
+	return err_set(e, DBPKI_E_VERIFY,
+	    "%s: %s (%s) at depth %d, "
+	    "certificate %s",
+	    why != NULL ? why : "verification failed",
 	    X509_verify_cert_error_string(err),
-	    depth == 0 ? "the certificate itself" : "a CA in the chain",
-	    depth, subj);
+	    depth == 0 ? "the certificate itself" : "a CA in the chain", depth,
+	    subj);
 }
 
 int
-pki_verify(X509 *leaf, STACK_OF(X509) *bundle, enum pki_purpose purpose,
+pki_verify(X509 *leaf, STACK_OF(X509) * bundle, enum pki_purpose purpose,
     const char *host, int64_t at, struct dbpki_err *e)
 {
 	X509_STORE *store = NULL;
@@ -311,8 +313,9 @@ pki_verify(X509 *leaf, STACK_OF(X509) *bundle, enum pki_purpose purpose,
 	 * one is only a candidate intermediate, never trusted by itself. */
 	for (i = 0; i < sk_X509_num(bundle); i++) {
 		x = sk_X509_value(bundle, i);
-		if ((X509_get_extension_flags(x) & EXFLAG_SS) ?
-		    !X509_STORE_add_cert(store, x) : !sk_X509_push(chain, x)) {
+		if ((X509_get_extension_flags(x) & EXFLAG_SS)
+			? !X509_STORE_add_cert(store, x)
+			: !sk_X509_push(chain, x)) {
 			r = err_ssl(e, "cannot use the bundle");
 			goto out;
 		}
@@ -322,8 +325,9 @@ pki_verify(X509 *leaf, STACK_OF(X509) *bundle, enum pki_purpose purpose,
 		goto out;
 	}
 	if (purpose != PKI_PURPOSE_ANY)
-		X509_STORE_CTX_set_purpose(ctx, purpose == PKI_PURPOSE_SERVER ?
-		    X509_PURPOSE_SSL_SERVER : X509_PURPOSE_SSL_CLIENT);
+		X509_STORE_CTX_set_purpose(ctx, purpose == PKI_PURPOSE_SERVER
+						    ? X509_PURPOSE_SSL_SERVER
+						    : X509_PURPOSE_SSL_CLIENT);
 	if (at != 0)
 		X509_STORE_CTX_set_time(ctx, 0, (time_t)at);
 	if (X509_verify_cert(ctx) != 1) {
@@ -331,9 +335,11 @@ pki_verify(X509 *leaf, STACK_OF(X509) *bundle, enum pki_purpose purpose,
 		goto out;
 	}
 	if (host != NULL && !pki_cert_covers(leaf, host))
-		r = err_set(e, DBPKI_E_VERIFY, "name not in SAN: the "
+		r = err_set(e, DBPKI_E_VERIFY,
+		    "name not in SAN: the "
 		    "certificate's SANs do not cover '%.253s' (see: dbpki "
-		    "inspect)", host);
+		    "inspect)",
+		    host);
 out:
 	ERR_clear_error();
 	sk_X509_free(chain);

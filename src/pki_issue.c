@@ -16,13 +16,13 @@
 
 /* One certificate the inventory needs. */
 struct job {
-	const char *kind;           /* "server" or "client" */
-	char node[CFG_NAME];        /* node, "*" (shared server), "-" (client) */
+	const char *kind;    /* "server" or "client" */
+	char node[CFG_NAME]; /* node, "*" (shared server), "-" (client) */
 	enum cfg_key_alg alg;
 	struct pki_spec spec;
-	const char *reason;         /* why it is (re)issued; NULL: kept */
-	long old;                   /* index position of the entry it replaces */
-	X509 *cert;                 /* the new certificate */
+	const char *reason; /* why it is (re)issued; NULL: kept */
+	long old;           /* index position of the entry it replaces */
+	X509 *cert;         /* the new certificate */
 	unsigned char *kpem, *cpem; /* its key and certificate, PEM */
 	size_t klen, clen;
 	struct dbpki_err err;
@@ -30,8 +30,8 @@ struct job {
 };
 
 void
-pki_spec_server(const struct dbpki_cluster *c, const struct cfg_node *n,
-    struct pki_spec *s)
+pki_spec_server(
+    const struct dbpki_cluster *c, const struct cfg_node *n, struct pki_spec *s)
 {
 	const struct cfg_node *p = cfg_primary(c);
 	int i;
@@ -46,8 +46,8 @@ pki_spec_server(const struct dbpki_cluster *c, const struct cfg_node *n,
 	} else {
 		/* Shared (CMS style): one certificate every database node
 		 * presents, named after the primary. */
-		util_fmt(s->cn, sizeof(s->cn), "%s", p != NULL ? p->host :
-		    c->nodes[0].host);
+		util_fmt(s->cn, sizeof(s->cn), "%s",
+		    p != NULL ? p->host : c->nodes[0].host);
 		for (i = 0; i < c->n_nodes; i++) {
 			if (!cfg_is_database(&c->nodes[i]))
 				continue;
@@ -135,7 +135,7 @@ pool_worker(void *p)
 static void
 pool_run(void (*fn)(void *, int), void *arg, int n, int threads)
 {
-	struct pool pl = { fn, arg, n, 0 };
+	struct pool pl = {fn, arg, n, 0};
 	pthread_t tid[64];
 	long cpus;
 	int i, started = 0;
@@ -240,7 +240,7 @@ judge(const struct dbpki_cluster *c, const struct pki_ca *ca, X509 *x,
 		return "its key file does not match it";
 	if (capub == NULL || X509_verify(x, capub) != 1 ||
 	    X509_NAME_cmp(X509_get_issuer_name(x),
-	    X509_get_subject_name(ca->cert)) != 0) {
+		X509_get_subject_name(ca->cert)) != 0) {
 		ERR_clear_error();
 		return "not signed by the current CA";
 	}
@@ -277,8 +277,10 @@ decide(const struct dbpki_cluster *c, const struct pki_ca *ca,
 	j->old = old - idx->v;
 	err_clear(&e);
 	if (load_pair(c, old->serial, &x, &k, &e) != 0) {
-		log_warn("%s %s: the stored certificate %s cannot be used (%s); "
-		    "reissuing", j->kind, j->node, old->serial, e.msg);
+		log_warn(
+		    "%s %s: the stored certificate %s cannot be used (%s); "
+		    "reissuing",
+		    j->kind, j->node, old->serial, e.msg);
 		j->reason = "stored files unusable";
 	} else
 		j->reason = force ? "forced" : judge(c, ca, x, k, j);
@@ -292,7 +294,7 @@ struct issue_arg {
 	const struct dbpki_cluster *c;
 	const struct pki_ca *ca;
 	struct job *jobs;
-	int *todo;                  /* indexes into jobs of those to issue */
+	int *todo; /* indexes into jobs of those to issue */
 };
 
 /* Writing is bound by fsync latency, not by CPU: more writers than cores
@@ -309,9 +311,8 @@ build_one(void *p, int i)
 	err_clear(&j->err);
 	if ((j->rc = pki_key_generate(j->alg, &k, &j->err)) == 0 &&
 	    (j->rc = pki_cert_build(&j->spec, k, a->ca->cert, a->ca->key,
-	    &j->cert, &j->err)) == 0 &&
-	    (j->rc = pki_key_to_pem(k, NULL, &j->kpem, &j->klen,
-	    &j->err)) == 0)
+		 &j->cert, &j->err)) == 0 &&
+	    (j->rc = pki_key_to_pem(k, NULL, &j->kpem, &j->klen, &j->err)) == 0)
 		j->rc = pki_cert_to_pem(j->cert, &j->cpem, &j->clen, &j->err);
 	EVP_PKEY_free(k);
 }
@@ -329,12 +330,12 @@ write_one(void *p, int i)
 		pki_cert_serial_hex(j->cert, serial);
 		if (pki_store_path(a->c, kp, "keys/%s.key", serial) != 0 ||
 		    pki_store_path(a->c, cp, "issued/%s.crt", serial) != 0)
-			j->rc = err_set(&j->err, DBPKI_E_CONFIG,
-			    "state_dir too long");
-		else if ((j->rc = util_write_atomic(kp, j->kpem, j->klen,
-		    0600, &j->err)) == 0)
-			j->rc = util_write_atomic(cp, j->cpem, j->clen, 0644,
-			    &j->err);
+			j->rc = err_set(
+			    &j->err, DBPKI_E_CONFIG, "state_dir too long");
+		else if ((j->rc = util_write_atomic(
+			      kp, j->kpem, j->klen, 0600, &j->err)) == 0)
+			j->rc = util_write_atomic(
+			    cp, j->cpem, j->clen, 0644, &j->err);
 	}
 	if (j->kpem != NULL)
 		util_freezero(j->kpem, j->klen + 1);
@@ -356,19 +357,21 @@ ca_expiry_warning(const struct dbpki_cluster *c, const struct pki_ca *ca)
 	if (na - now > c->renew_before)
 		return;
 	util_iso8601(na, when);
-	log_warn("!!! THE CA ITSELF EXPIRES ON %s (in %lld days), within "
+	log_warn(
+	    "!!! THE CA ITSELF EXPIRES ON %s (in %lld days), within "
 	    "renew_before: every certificate it signs ends that day too, and "
 	    "renewing leaves will not help. Plan a new CA and a rotate "
-	    "before then. !!!", when, (long long)((na - now) / 86400));
+	    "before then. !!!",
+	    when, (long long)((na - now) / 86400));
 }
 
 /* Record the outcome in the index (new entries after the files exist)
  * and drop the private keys of superseded certificates. */
 static int
-commit(const struct dbpki_cluster *c, struct pki_index *idx,
-    struct job *jobs, int n, struct dbpki_err *e)
+commit(const struct dbpki_cluster *c, struct pki_index *idx, struct job *jobs,
+    int n, struct dbpki_err *e)
 {
-	char (*dead)[PKI_SERIAL_HEX] = NULL;
+	char(*dead)[PKI_SERIAL_HEX] = NULL;
 	struct pki_entry ent;
 	char p[CFG_PATH];
 	int i, nd = 0, r = 0;
@@ -411,14 +414,15 @@ report(const struct job *j)
 		    j->node, serial, when, j->reason);
 	} else if (j->reason == NULL)
 		log_info("kept    %-6s %-20s still valid and matches the "
-		    "inventory", j->kind, j->node);
+			 "inventory",
+		    j->kind, j->node);
 }
 
 int
 pki_issue_all(const struct dbpki_cluster *c, int force, struct dbpki_err *e)
 {
-	struct pki_index idx = { 0 };
-	struct issue_arg a = { c, NULL, NULL, NULL };
+	struct pki_index idx = {0};
+	struct issue_arg a = {c, NULL, NULL, NULL};
 	struct pki_ca *ca = NULL;
 	int i, n = 0, nt = 0, r;
 

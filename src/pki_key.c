@@ -32,11 +32,12 @@ pki_key_generate(enum cfg_key_alg alg, EVP_PKEY **out, struct dbpki_err *e)
 		k = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)4096);
 		break;
 	default:
-		return err_set(e, DBPKI_E_INTERNAL, "unknown key algorithm %d",
-		    (int)alg);
+		return err_set(
+		    e, DBPKI_E_INTERNAL, "unknown key algorithm %d", (int)alg);
 	}
 	if (k == NULL)
-		return err_ssl(e, "cannot generate a %s key", cfg_key_name(alg));
+		return err_ssl(
+		    e, "cannot generate a %s key", cfg_key_name(alg));
 	*out = k;
 	return 0;
 }
@@ -46,8 +47,8 @@ ec_group(const EVP_PKEY *k, char *name, size_t namesz)
 {
 	size_t len = 0;
 
-	if (!EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME,
-	    name, namesz, &len))
+	if (!EVP_PKEY_get_utf8_string_param(
+		k, OSSL_PKEY_PARAM_GROUP_NAME, name, namesz, &len))
 		return -1;
 	return 0;
 }
@@ -79,8 +80,8 @@ pki_key_alg(const EVP_PKEY *k, enum cfg_key_alg *out)
 }
 
 void
-pki_key_describe(const EVP_PKEY *k, char *out, size_t outsz,
-    const char **type, int *bits)
+pki_key_describe(
+    const EVP_PKEY *k, char *out, size_t outsz, const char **type, int *bits)
 {
 	enum cfg_key_alg alg;
 	char group[64];
@@ -140,8 +141,8 @@ bio_take(BIO *b, unsigned char **out, size_t *len, struct dbpki_err *e)
 }
 
 int
-pki_key_to_pem(EVP_PKEY *k, const char *pass, unsigned char **out,
-    size_t *len, struct dbpki_err *e)
+pki_key_to_pem(EVP_PKEY *k, const char *pass, unsigned char **out, size_t *len,
+    struct dbpki_err *e)
 {
 	BIO *b;
 	int r, ok;
@@ -192,12 +193,11 @@ int
 pki_key_from_pem(const void *buf, size_t len, const char *pass,
     const char *what, EVP_PKEY **out, struct dbpki_err *e)
 {
-	struct pass_cb pcb = { pass, 0 };
+	struct pass_cb pcb = {pass, 0};
 	BIO *b;
 
 	*out = NULL;
-	if (len > INT32_MAX ||
-	    (b = BIO_new_mem_buf(buf, (int)len)) == NULL)
+	if (len > INT32_MAX || (b = BIO_new_mem_buf(buf, (int)len)) == NULL)
 		return err_ssl(e, "%s: cannot read", what);
 	*out = PEM_read_bio_PrivateKey(b, NULL, pass_cb, &pcb);
 	BIO_free(b);
@@ -205,21 +205,25 @@ pki_key_from_pem(const void *buf, size_t len, const char *pass,
 		return 0;
 	if (pcb.asked && pass == NULL) {
 		ERR_clear_error();
-		return err_set(e, DBPKI_E_PKI, "%s: the key is encrypted and no "
+		return err_set(e, DBPKI_E_PKI,
+		    "%s: the key is encrypted and no "
 		    "passphrase is configured; set [ca] passphrase_file or "
-		    "passphrase_env", what);
+		    "passphrase_env",
+		    what);
 	}
 	if (pcb.asked) {
 		ERR_clear_error();
-		return err_set(e, DBPKI_E_PKI, "%s: wrong passphrase (cannot "
-		    "decrypt the key)", what);
+		return err_set(e, DBPKI_E_PKI,
+		    "%s: wrong passphrase (cannot "
+		    "decrypt the key)",
+		    what);
 	}
 	return err_ssl(e, "%s: not a PEM private key", what);
 }
 
 int
-pki_key_load_pem(const char *path, const char *pass, EVP_PKEY **out,
-    struct dbpki_err *e)
+pki_key_load_pem(
+    const char *path, const char *pass, EVP_PKEY **out, struct dbpki_err *e)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -227,7 +231,7 @@ pki_key_load_pem(const char *path, const char *pass, EVP_PKEY **out,
 
 	*out = NULL;
 	if ((r = util_read_file(path, UTIL_MAX_INPUT,
-	    UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK, &buf, &len, e)) != 0)
+		 UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK, &buf, &len, e)) != 0)
 		return r;
 	r = pki_key_from_pem(buf, len, pass, path, out, e);
 	util_freezero(buf, len + 1);

@@ -21,9 +21,10 @@ add_file(struct pki_release *rel, const char *name, const char *path,
 
 	if (rel->n >= PKI_RELEASE_MAX)
 		return err_set(e, DBPKI_E_INTERNAL, "release is full");
-	if ((r = util_read_file(path, UTIL_MAX_INPUT, UTIL_RF_NOSYMLINK |
-	    (mode == 0600 ? UTIL_RF_PRIVATE : UTIL_RF_NOTWRITABLE), &buf, &len,
-	    e)) != 0)
+	if ((r = util_read_file(path, UTIL_MAX_INPUT,
+		 UTIL_RF_NOSYMLINK |
+		     (mode == 0600 ? UTIL_RF_PRIVATE : UTIL_RF_NOTWRITABLE),
+		 &buf, &len, e)) != 0)
 		return r;
 	f = &rel->files[rel->n++];
 	memset(f, 0, sizeof(*f));
@@ -48,9 +49,10 @@ add_pair(const struct dbpki_cluster *c, struct pki_index *idx,
 	int r;
 
 	if (ent == NULL)
-		return err_set(e, DBPKI_E_CONFIG, "node %s: no %s certificate "
-		    "in the store yet; run: dbpki issue -c %s", n->name, kind,
-		    c->path[0] ? c->path : "FILE");
+		return err_set(e, DBPKI_E_CONFIG,
+		    "node %s: no %s certificate "
+		    "in the store yet; run: dbpki issue -c %s",
+		    n->name, kind, c->path[0] ? c->path : "FILE");
 	util_fmt(name, sizeof(name), "%s.crt", kind);
 	if (pki_store_path(c, p, "issued/%s.crt", ent->serial) != 0)
 		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
@@ -66,7 +68,7 @@ int
 pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
     struct pki_release *rel, struct dbpki_err *e)
 {
-	struct pki_index idx = { 0 };
+	struct pki_index idx = {0};
 	char p[CFG_PATH], serial[PKI_SERIAL_HEX];
 	X509 *ca = NULL;
 	int r;
@@ -83,8 +85,9 @@ pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
 	if ((r = add_file(rel, "dbca.crt", p, 0644, serial, e)) != 0 ||
 	    (r = pki_index_load(c, &idx, e)) != 0)
 		goto out;
-	if (cfg_is_database(n) && (r = add_pair(c, &idx, n, "server",
-	    c->server_mode == SERVER_SHARED ? "*" : n->name, rel, e)) != 0)
+	if (cfg_is_database(n) &&
+	    (r = add_pair(c, &idx, n, "server",
+		 c->server_mode == SERVER_SHARED ? "*" : n->name, rel, e)) != 0)
 		goto out;
 	r = add_pair(c, &idx, n, "client", "-", rel, e);
 out:
@@ -103,7 +106,8 @@ pki_release_free(struct pki_release *rel)
 		if (rel->files[i].data == NULL)
 			continue;
 		if (rel->files[i].mode == 0600)
-			util_freezero(rel->files[i].data, rel->files[i].len + 1);
+			util_freezero(
+			    rel->files[i].data, rel->files[i].len + 1);
 		else
 			free(rel->files[i].data);
 	}
@@ -124,8 +128,7 @@ pki_release_file(const struct pki_release *rel, const char *name)
 /* One leaf of the release: key matches, chains to dbca with purpose. */
 static int
 check_pair(const struct cfg_node *n, const struct pki_release *rel,
-    const char *kind, STACK_OF(X509) *bundle, X509 **leaf,
-    struct dbpki_err *e)
+    const char *kind, STACK_OF(X509) * bundle, X509 **leaf, struct dbpki_err *e)
 {
 	const struct pki_file *cf, *kf;
 	char cn[16], kn[16];
@@ -137,18 +140,24 @@ check_pair(const struct cfg_node *n, const struct pki_release *rel,
 	util_fmt(kn, sizeof(kn), "%s.key", kind);
 	if ((cf = pki_release_file(rel, cn)) == NULL ||
 	    (kf = pki_release_file(rel, kn)) == NULL)
-		return err_set(e, DBPKI_E_VERIFY, "node %s: the release has no "
-		    "%s/%s", n->name, cn, kn);
+		return err_set(e, DBPKI_E_VERIFY,
+		    "node %s: the release has no "
+		    "%s/%s",
+		    n->name, cn, kn);
 	if ((r = pki_cert_from_pem(cf->data, cf->len, cn, leaf, e)) != 0 ||
 	    (r = pki_key_from_pem(kf->data, kf->len, NULL, kn, &k, e)) != 0)
 		goto out;
 	if (!pki_cert_key_matches(*leaf, k)) {
-		r = err_set(e, DBPKI_E_VERIFY, "node %s: %s does not belong to "
-		    "%s", n->name, kn, cn);
+		r = err_set(e, DBPKI_E_VERIFY,
+		    "node %s: %s does not belong to "
+		    "%s",
+		    n->name, kn, cn);
 		goto out;
 	}
-	r = pki_verify(*leaf, bundle, strcmp(kind, "server") == 0 ?
-	    PKI_PURPOSE_SERVER : PKI_PURPOSE_CLIENT, NULL, 0, e);
+	r = pki_verify(*leaf, bundle,
+	    strcmp(kind, "server") == 0 ? PKI_PURPOSE_SERVER
+					: PKI_PURPOSE_CLIENT,
+	    NULL, 0, e);
 out:
 	EVP_PKEY_free(k);
 	if (r != 0) {
@@ -173,12 +182,15 @@ pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
 
 	(void)c;
 	if (caf == NULL)
-		return err_set(e, DBPKI_E_VERIFY, "node %s: the release has no "
-		    "dbca.crt", n->name);
-	if ((r = pki_cert_from_pem(caf->data, caf->len, "dbca.crt", &ca,
-	    e)) != 0)
+		return err_set(e, DBPKI_E_VERIFY,
+		    "node %s: the release has no "
+		    "dbca.crt",
+		    n->name);
+	if ((r = pki_cert_from_pem(caf->data, caf->len, "dbca.crt", &ca, e)) !=
+	    0)
 		return err_wrap(e, "node %s", n->name);
-	if ((bundle = sk_X509_new_null()) == NULL || !sk_X509_push(bundle, ca)) {
+	if ((bundle = sk_X509_new_null()) == NULL ||
+	    !sk_X509_push(bundle, ca)) {
 		X509_free(ca);
 		r = err_ssl(e, "out of memory");
 		goto out;
@@ -188,9 +200,11 @@ pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
 			goto out;
 		if (!pki_cert_covers(leaf, n->host) ||
 		    !pki_cert_covers(leaf, n->address)) {
-			r = err_set(e, DBPKI_E_VERIFY, "node %s: server.crt "
+			r = err_set(e, DBPKI_E_VERIFY,
+			    "node %s: server.crt "
 			    "does not cover %s and %s in its SANs; run: dbpki "
-			    "issue", n->name, n->host, n->address);
+			    "issue",
+			    n->name, n->host, n->address);
 			goto out;
 		}
 		X509_free(leaf);

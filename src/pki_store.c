@@ -10,15 +10,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define INDEX_HEADER "# dbpki certificate index v1\n" \
+#define INDEX_HEADER                                                           \
+	"# dbpki certificate index v1\n"                                       \
 	"# serial\tstatus\tkind\tnode\tnot_before\tnot_after\tkey\tsubject\n"
 #define INDEX_FIELDS 8
 
-static const char *const store_dirs[] = { "ca", "issued", "keys" };
+static const char *const store_dirs[] = {"ca", "issued", "keys"};
 
 int
-pki_store_path(const struct dbpki_cluster *c, char out[CFG_PATH],
-    const char *fmt, ...)
+pki_store_path(
+    const struct dbpki_cluster *c, char out[CFG_PATH], const char *fmt, ...)
 {
 	char rel[CFG_PATH];
 	va_list ap;
@@ -84,8 +85,8 @@ pki_index_free(struct pki_index *idx)
 }
 
 int
-pki_index_add(struct pki_index *idx, const struct pki_entry *ent,
-    struct dbpki_err *e)
+pki_index_add(
+    struct pki_index *idx, const struct pki_entry *ent, struct dbpki_err *e)
 {
 	struct pki_entry *nv;
 	size_t cap;
@@ -163,8 +164,8 @@ index_parse_line(char *line, struct pki_entry *ent)
 }
 
 int
-pki_index_load(const struct dbpki_cluster *c, struct pki_index *idx,
-    struct dbpki_err *e)
+pki_index_load(
+    const struct dbpki_cluster *c, struct pki_index *idx, struct dbpki_err *e)
 {
 	struct pki_entry ent;
 	char path[CFG_PATH], *buf = NULL, *line, *nl;
@@ -186,9 +187,11 @@ pki_index_load(const struct dbpki_cluster *c, struct pki_index *idx,
 		if (*line == '#' || *line == '\0')
 			continue;
 		if (index_parse_line(line, &ent) != 0) {
-			r = err_set(e, DBPKI_E_CONFIG, "%s:%d: malformed index "
+			r = err_set(e, DBPKI_E_CONFIG,
+			    "%s:%d: malformed index "
 			    "line; fix or remove it (every certificate is "
-			    "also in %s/issued/)", path, lineno, c->state_dir);
+			    "also in %s/issued/)",
+			    path, lineno, c->state_dir);
 			break;
 		}
 		if ((r = pki_index_add(idx, &ent, e)) != 0)
@@ -218,8 +221,8 @@ pki_index_save(const struct dbpki_cluster *c, const struct pki_index *idx,
 	for (i = 0; i < idx->n; i++) {
 		v = &idx->v[i];
 		fprintf(f, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v->serial,
-		    pki_status_name(v->status), v->kind, v->node,
-		    v->not_before, v->not_after, v->key, v->subject);
+		    pki_status_name(v->status), v->kind, v->node, v->not_before,
+		    v->not_after, v->key, v->subject);
 	}
 	if (fclose(f) != 0) {
 		free(buf);
@@ -231,8 +234,8 @@ pki_index_save(const struct dbpki_cluster *c, const struct pki_index *idx,
 }
 
 void
-pki_entry_fill(struct pki_entry *ent, X509 *x, const char *kind,
-    const char *node)
+pki_entry_fill(
+    struct pki_entry *ent, X509 *x, const char *kind, const char *node)
 {
 	enum cfg_key_alg alg;
 	char cn[CFG_HOST], *p;
@@ -259,8 +262,7 @@ pki_entry_fill(struct pki_entry *ent, X509 *x, const char *kind,
 }
 
 int
-pki_passphrase(const struct dbpki_cluster *c, char **out,
-    struct dbpki_err *e)
+pki_passphrase(const struct dbpki_cluster *c, char **out, struct dbpki_err *e)
 {
 	const char *env;
 	size_t len = 0;
@@ -269,7 +271,8 @@ pki_passphrase(const struct dbpki_cluster *c, char **out,
 	*out = NULL;
 	if (c->ca_passphrase_file[0] != '\0') {
 		if ((r = util_read_file(c->ca_passphrase_file, 4096,
-		    UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK, out, &len, e)) != 0)
+			 UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK, out, &len, e)) !=
+		    0)
 			return err_wrap(e, "[ca] passphrase_file");
 		if (len > 0 && (*out)[len - 1] == '\n')
 			(*out)[--len] = '\0';
@@ -278,7 +281,8 @@ pki_passphrase(const struct dbpki_cluster *c, char **out,
 		if (len == 0 || strlen(*out) != len) {
 			util_freezero(*out, len + 1);
 			*out = NULL;
-			return err_set(e, DBPKI_E_CONFIG, "%s: the passphrase "
+			return err_set(e, DBPKI_E_CONFIG,
+			    "%s: the passphrase "
 			    "is empty or contains a NUL byte",
 			    c->ca_passphrase_file);
 		}
@@ -288,7 +292,8 @@ pki_passphrase(const struct dbpki_cluster *c, char **out,
 		return 0;
 	env = getenv(c->ca_passphrase_env);
 	if (env == NULL || *env == '\0')
-		return err_set(e, DBPKI_E_CONFIG, "[ca] passphrase_env: the "
+		return err_set(e, DBPKI_E_CONFIG,
+		    "[ca] passphrase_env: the "
 		    "environment variable %s is not set or empty; export it "
 		    "(never pass a passphrase on the command line)",
 		    c->ca_passphrase_env);
@@ -308,8 +313,8 @@ pki_ca_free(struct pki_ca *ca)
 }
 
 static int
-ca_paths(const struct dbpki_cluster *c, char crt[CFG_PATH],
-    char key[CFG_PATH], struct dbpki_err *e)
+ca_paths(const struct dbpki_cluster *c, char crt[CFG_PATH], char key[CFG_PATH],
+    struct dbpki_err *e)
 {
 	if (pki_store_path(c, crt, "ca/dbca.crt") != 0 ||
 	    pki_store_path(c, key, "ca/dbca.key") != 0)
@@ -353,14 +358,18 @@ ca_refuse_existing(const char *crt, const char *key, struct dbpki_err *e)
 	struct stat st;
 
 	if (lstat(crt, &st) == 0)
-		return err_set(e, DBPKI_E_EXISTS, "a CA already exists: %s; "
+		return err_set(e, DBPKI_E_EXISTS,
+		    "a CA already exists: %s; "
 		    "refusing to overwrite it (every certificate of the "
 		    "cluster depends on it). Use it as is, or move the "
-		    "state_dir away to start over", crt);
+		    "state_dir away to start over",
+		    crt);
 	if (lstat(key, &st) == 0)
-		return err_set(e, DBPKI_E_EXISTS, "a CA key already exists: "
+		return err_set(e, DBPKI_E_EXISTS,
+		    "a CA key already exists: "
 		    "%s (without its certificate); refusing to overwrite it. "
-		    "Move it away if it is a leftover", key);
+		    "Move it away if it is a leftover",
+		    key);
 	return 0;
 }
 
@@ -411,8 +420,7 @@ out:
 }
 
 int
-pki_ca_load_cert(const struct dbpki_cluster *c, X509 **out,
-    struct dbpki_err *e)
+pki_ca_load_cert(const struct dbpki_cluster *c, X509 **out, struct dbpki_err *e)
 {
 	char crt[CFG_PATH], key[CFG_PATH];
 	struct stat st;
@@ -422,15 +430,16 @@ pki_ca_load_cert(const struct dbpki_cluster *c, X509 **out,
 	if ((r = ca_paths(c, crt, key, e)) != 0)
 		return r;
 	if (lstat(crt, &st) == -1 && errno == ENOENT)
-		return err_set(e, DBPKI_E_NOCA, "no CA in %s/ca; run: dbpki "
-		    "ca init -c %s", c->state_dir,
-		    c->path[0] != '\0' ? c->path : "FILE");
+		return err_set(e, DBPKI_E_NOCA,
+		    "no CA in %s/ca; run: dbpki "
+		    "ca init -c %s",
+		    c->state_dir, c->path[0] != '\0' ? c->path : "FILE");
 	return pki_cert_load_pem(crt, out, e);
 }
 
 int
-pki_ca_load(const struct dbpki_cluster *c, struct pki_ca **out,
-    struct dbpki_err *e)
+pki_ca_load(
+    const struct dbpki_cluster *c, struct pki_ca **out, struct dbpki_err *e)
 {
 	struct pki_ca *ca = NULL;
 	char crt[CFG_PATH], key[CFG_PATH], *pass = NULL;
@@ -446,8 +455,10 @@ pki_ca_load(const struct dbpki_cluster *c, struct pki_ca **out,
 	    (r = pki_key_load_pem(key, pass, &ca->key, e)) != 0)
 		goto out;
 	if (!pki_cert_key_matches(ca->cert, ca->key)) {
-		r = err_set(e, DBPKI_E_PKI, "%s does not belong to %s; the CA "
-		    "files are inconsistent", key, crt);
+		r = err_set(e, DBPKI_E_PKI,
+		    "%s does not belong to %s; the CA "
+		    "files are inconsistent",
+		    key, crt);
 		goto out;
 	}
 	*out = ca;
@@ -460,8 +471,8 @@ out:
 }
 
 int
-pki_store_record_signed(const struct dbpki_cluster *c, X509 *x,
-    struct dbpki_err *e)
+pki_store_record_signed(
+    const struct dbpki_cluster *c, X509 *x, struct dbpki_err *e)
 {
 	unsigned char *pem = NULL;
 	size_t len = 0;

@@ -13,13 +13,20 @@
 #define PB_MAX_FILE (64 * 1024)
 
 /* The section the line being parsed belongs to. */
-#define SEC_NONE (-1)
+#define SEC_NONE     (-1)
 #define SEC_PLAYBOOK (-2)
 
 enum pb_key {
-	K_NAME, K_DESCRIPTION,                          /* [playbook] */
-	K_ACTION, K_VERIFY, K_UNDO, K_ROLES, K_PLATFORMS, /* [step NAME] */
-	K_MODE, K_ON_FAILURE, K_UPLOAD,
+	K_NAME,
+	K_DESCRIPTION, /* [playbook] */
+	K_ACTION,
+	K_VERIFY,
+	K_UNDO,
+	K_ROLES,
+	K_PLATFORMS, /* [step NAME] */
+	K_MODE,
+	K_ON_FAILURE,
+	K_UPLOAD,
 	K_COUNT
 };
 
@@ -27,16 +34,16 @@ static const struct {
 	const char *name;
 	int in_step;
 } pb_keys[K_COUNT] = {
-	[K_NAME] = { "name", 0 },
-	[K_DESCRIPTION] = { "description", 0 },
-	[K_ACTION] = { "action", 1 },
-	[K_VERIFY] = { "verify", 1 },
-	[K_UNDO] = { "undo", 1 },
-	[K_ROLES] = { "roles", 1 },
-	[K_PLATFORMS] = { "platforms", 1 },
-	[K_MODE] = { "mode", 1 },
-	[K_ON_FAILURE] = { "on_failure", 1 },
-	[K_UPLOAD] = { "upload", 1 },
+    [K_NAME] = {"name", 0},
+    [K_DESCRIPTION] = {"description", 0},
+    [K_ACTION] = {"action", 1},
+    [K_VERIFY] = {"verify", 1},
+    [K_UNDO] = {"undo", 1},
+    [K_ROLES] = {"roles", 1},
+    [K_PLATFORMS] = {"platforms", 1},
+    [K_MODE] = {"mode", 1},
+    [K_ON_FAILURE] = {"on_failure", 1},
+    [K_UPLOAD] = {"upload", 1},
 };
 
 /* Where each key of a section was given (0: not given). */
@@ -60,8 +67,8 @@ struct pb_parse {
 	size_t len;
 	size_t off;
 	int lineno;
-	int cur;                     /* SEC_NONE, SEC_PLAYBOOK or step index */
-	const char *expect_name;     /* from pb_load_named(), or NULL */
+	int cur;                 /* SEC_NONE, SEC_PLAYBOOK or step index */
+	const char *expect_name; /* from pb_load_named(), or NULL */
 	int playbook_line;
 	struct pb_seen pb_seen;
 	struct pb_seen step_seen[PB_MAX_STEPS];
@@ -71,9 +78,8 @@ struct pb_parse {
 	int err_line;
 };
 
-static int
-pfail(struct pb_parse *p, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int pfail(struct pb_parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
 pfail(struct pb_parse *p, int line, const char *fmt, ...)
@@ -89,8 +95,8 @@ pfail(struct pb_parse *p, int line, const char *fmt, ...)
 	p->failed = 1;
 	p->err_line = line;
 	if (line > 0)
-		return err_set(p->e, DBPKI_E_CONFIG, "%s:%d: %s", p->origin,
-		    line, what);
+		return err_set(
+		    p->e, DBPKI_E_CONFIG, "%s:%d: %s", p->origin, line, what);
 	return err_set(p->e, DBPKI_E_CONFIG, "%s: %s", p->origin, what);
 }
 
@@ -118,8 +124,7 @@ static int
 blank_or_comment(const char *s)
 {
 	s = skip_ws(s);
-	return *s == '\0' || *s == '\r' || *s == '\n' || *s == ';' ||
-	    *s == '#';
+	return *s == '\0' || *s == '\r' || *s == '\n' || *s == ';' || *s == '#';
 }
 
 static int
@@ -131,15 +136,19 @@ open_step(struct pb_parse *p, const char *name)
 	if (!tpl_valid_action_name(name))
 		return pfail(p, p->lineno,
 		    "[step %.80s]: a step name must be [a-z0-9_-]+ (at most 63 "
-		    "characters)", name);
+		    "characters)",
+		    name);
 	for (i = 0; i < pb->n_steps; i++)
 		if (strcmp(pb->steps[i].name, name) == 0)
 			return pfail(p, p->lineno,
-			    "[step %s]: duplicate step (first at line %d); give "
-			    "each step its own name", name, pb->steps[i].line);
+			    "[step %s]: duplicate step (first at line %d); "
+			    "give "
+			    "each step its own name",
+			    name, pb->steps[i].line);
 	if (pb->n_steps == PB_MAX_STEPS)
 		return pfail(p, p->lineno,
-		    "[step %s]: too many steps (at most %d)", name, PB_MAX_STEPS);
+		    "[step %s]: too many steps (at most %d)", name,
+		    PB_MAX_STEPS);
 	i = pb->n_steps++;
 	memset(&pb->steps[i], 0, sizeof(pb->steps[i]));
 	copy_name(pb->steps[i].name, name);
@@ -161,11 +170,11 @@ open_section(struct pb_parse *p, const char *s)
 	if (close == NULL)
 		return pfail(p, p->lineno, "section header without ']'");
 	if (!blank_or_comment(close + 1))
-		return pfail(p, p->lineno,
-		    "text after the section header's ']'");
+		return pfail(
+		    p, p->lineno, "text after the section header's ']'");
 	s = skip_ws(s);
-	for (n = (size_t)(close - s); n > 0 && (s[n - 1] == ' ' ||
-	    s[n - 1] == '\t'); n--)
+	for (n = (size_t)(close - s);
+	     n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'); n--)
 		;
 	if (n >= sizeof(name))
 		return pfail(p, p->lineno, "section name too long");
@@ -180,14 +189,15 @@ open_section(struct pb_parse *p, const char *s)
 		p->cur = SEC_PLAYBOOK;
 		return 0;
 	}
-	if (strncmp(name, "step", 4) == 0 && (name[4] == ' ' ||
-	    name[4] == '\t'))
+	if (strncmp(name, "step", 4) == 0 &&
+	    (name[4] == ' ' || name[4] == '\t'))
 		return open_step(p, skip_ws(name + 5));
 	if (strcmp(name, "step") == 0)
-		return pfail(p, p->lineno,
-		    "[step]: a step needs a name: [step NAME]");
+		return pfail(
+		    p, p->lineno, "[step]: a step needs a name: [step NAME]");
 	return pfail(p, p->lineno,
-	    "unknown section [%.80s]; expected [playbook] or [step NAME]", name);
+	    "unknown section [%.80s]; expected [playbook] or [step NAME]",
+	    name);
 }
 
 static int
@@ -197,7 +207,8 @@ scan_line(struct pb_parse *p, const char *line)
 
 	for (s = line; *s != '\0'; s++)
 		if (((unsigned char)*s < 0x20 && *s != '\t' && *s != '\r' &&
-		    *s != '\n') || *s == 0x7f)
+			*s != '\n') ||
+		    *s == 0x7f)
 			return pfail(p, p->lineno, "control byte 0x%02x",
 			    (unsigned char)*s);
 	if (blank_or_comment(line))
@@ -230,16 +241,18 @@ pb_reader(char *str, int num, void *stream)
 		content--;
 	/* inih needs room for "\r\n\0" after the longest line. */
 	if (num < 4 || content > (size_t)num - 3 || n > (size_t)num - 1) {
-		pfail(p, p->lineno, "line too long (%zu characters, at most %d)",
-		    content, num - 3);
+		pfail(p, p->lineno,
+		    "line too long (%zu characters, at most %d)", content,
+		    num - 3);
 		return NULL;
 	}
 	memcpy(str, s, n);
 	str[n] = '\0';
 	p->off += n;
 	/* inih skips a UTF-8 byte order mark on the first line; so do we. */
-	if (scan_line(p, p->lineno == 1 && strncmp(str, "\xef\xbb\xbf", 3) == 0 ?
-	    str + 3 : str) != 0)
+	if (scan_line(p, p->lineno == 1 && strncmp(str, "\xef\xbb\xbf", 3) == 0
+			     ? str + 3
+			     : str) != 0)
 		return NULL;
 	return str;
 }
@@ -261,11 +274,11 @@ role_word(const char *w, size_t n, unsigned *roles)
 		const char *name;
 		unsigned mask;
 	} words[] = {
-		{ "primary", 1u << ROLE_PRIMARY },
-		{ "replica", 1u << ROLE_REPLICA },
-		{ "client", 1u << ROLE_CLIENT },
-		{ "database", PB_ROLES_DATABASE },
-		{ "all", PB_ROLES_ALL },
+	    {"primary", 1u << ROLE_PRIMARY},
+	    {"replica", 1u << ROLE_REPLICA},
+	    {"client", 1u << ROLE_CLIENT},
+	    {"database", PB_ROLES_DATABASE},
+	    {"all", PB_ROLES_ALL},
 	};
 	size_t i;
 
@@ -294,8 +307,9 @@ parse_roles(const char *value, unsigned *out)
 
 	for (;;) {
 		comma = strchr(value, ',');
-		if (role_word(value, comma != NULL ? (size_t)(comma - value) :
-		    strlen(value), &roles) != 0)
+		if (role_word(value,
+			comma != NULL ? (size_t)(comma - value) : strlen(value),
+			&roles) != 0)
 			return -1;
 		if (comma == NULL)
 			break;
@@ -327,16 +341,20 @@ set_playbook_key(struct pb_parse *p, enum pb_key k, const char *value)
 	if (k == K_NAME) {
 		if (!tpl_valid_action_name(value))
 			return pfail(p, p->lineno,
-			    "[playbook] name: \"%.80s\" is not [a-z0-9_-]+", value);
-		if (p->expect_name != NULL && strcmp(value, p->expect_name) != 0)
+			    "[playbook] name: \"%.80s\" is not [a-z0-9_-]+",
+			    value);
+		if (p->expect_name != NULL &&
+		    strcmp(value, p->expect_name) != 0)
 			return pfail(p, p->lineno,
-			    "[playbook] name: says \"%s\" but the file is %s.ini; "
-			    "make them agree", value, p->expect_name);
+			    "[playbook] name: says \"%s\" but the file is "
+			    "%s.ini; "
+			    "make them agree",
+			    value, p->expect_name);
 		copy_name(pb->name, value);
 		return 0;
 	}
-	if (util_fmt(pb->description, sizeof(pb->description), "%s",
-	    value) != 0)
+	if (util_fmt(pb->description, sizeof(pb->description), "%s", value) !=
+	    0)
 		return pfail(p, p->lineno,
 		    "[playbook] description: too long (at most %d characters)",
 		    PB_TEXT - 1);
@@ -350,15 +368,15 @@ set_action(struct pb_parse *p, struct pb_step *st, enum pb_key k,
 	if (!tpl_valid_action_name(value))
 		return pfail(p, p->lineno,
 		    "%s %s: \"%.80s\" is not an action name ([a-z0-9_-]+, "
-		    "the file templates/<platform>/NAME.sh)", sec,
-		    pb_keys[k].name, value);
+		    "the file templates/<platform>/NAME.sh)",
+		    sec, pb_keys[k].name, value);
 	copy_name(k == K_ACTION ? st->action : st->undo, value);
 	return 0;
 }
 
 static int
-set_step_key(struct pb_parse *p, enum pb_key k, const char *value,
-    const char *sec)
+set_step_key(
+    struct pb_parse *p, enum pb_key k, const char *value, const char *sec)
 {
 	struct pb_step *st = &p->pb->steps[p->cur];
 	const struct pb_seen *seen = &p->step_seen[p->cur];
@@ -378,25 +396,32 @@ set_step_key(struct pb_parse *p, enum pb_key k, const char *value,
 			st->verify = PB_VERIFY_PRIMARY;
 		else
 			return pfail(p, p->lineno,
-			    "%s verify: \"%.80s\" is not one of: cluster, primary",
+			    "%s verify: \"%.80s\" is not one of: cluster, "
+			    "primary",
 			    sec, value);
 		return 0;
 	case K_ROLES:
 		if (parse_roles(value, &st->roles) != 0)
 			return pfail(p, p->lineno,
-			    "%s roles: \"%.80s\" is not a comma-separated list of "
-			    "primary, replica, client, database, all", sec, value);
+			    "%s roles: \"%.80s\" is not a comma-separated list "
+			    "of "
+			    "primary, replica, client, database, all",
+			    sec, value);
 		return 0;
 	case K_PLATFORMS:
 		if (parse_platforms(value, &st->platforms) != 0)
 			return pfail(p, p->lineno,
-			    "%s platforms: \"%.80s\" is not one of: all, postgres, "
-			    "cms", sec, value);
+			    "%s platforms: \"%.80s\" is not one of: all, "
+			    "postgres, "
+			    "cms",
+			    sec, value);
 		return 0;
 	case K_MODE:
-		if (strcmp(value, "parallel") != 0 && strcmp(value, "serial") != 0)
+		if (strcmp(value, "parallel") != 0 &&
+		    strcmp(value, "serial") != 0)
 			return pfail(p, p->lineno,
-			    "%s mode: \"%.80s\" is not one of: parallel, serial",
+			    "%s mode: \"%.80s\" is not one of: parallel, "
+			    "serial",
 			    sec, value);
 		st->parallel = strcmp(value, "parallel") == 0;
 		return 0;
@@ -407,7 +432,8 @@ set_step_key(struct pb_parse *p, enum pb_key k, const char *value,
 			st->on_failure = PB_FAIL_ROLLBACK;
 		else
 			return pfail(p, p->lineno,
-			    "%s on_failure: \"%.80s\" is not one of: stop, rollback",
+			    "%s on_failure: \"%.80s\" is not one of: stop, "
+			    "rollback",
 			    sec, value);
 		return 0;
 	case K_UPLOAD:
@@ -422,26 +448,27 @@ set_step_key(struct pb_parse *p, enum pb_key k, const char *value,
 	}
 	return pfail(p, p->lineno,
 	    "%s %s: a step has either action (line %d) or verify (line %d), "
-	    "not both; split it into two steps", sec, pb_keys[k].name,
+	    "not both; split it into two steps",
+	    sec, pb_keys[k].name,
 	    k == K_ACTION ? p->lineno : seen->line[K_ACTION],
 	    k == K_VERIFY ? p->lineno : seen->line[K_VERIFY]);
 }
 
 static int
-pb_handler(void *user, const char *section, const char *name,
-    const char *value)
+pb_handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct pb_parse *p = user;
 	struct pb_seen *seen;
 	char sec[PB_NAME + 16];
 	int k, in_step;
 
-	(void)section;  /* the reader tracks sections; see struct pb_parse */
+	(void)section; /* the reader tracks sections; see struct pb_parse */
 	if (p->failed)
 		return 0;
 	if (p->cur == SEC_NONE) {
 		pfail(p, p->lineno,
-		    "%.80s: key outside any section; start with [playbook]", name);
+		    "%.80s: key outside any section; start with [playbook]",
+		    name);
 		return 0;
 	}
 	section_label(p, sec, sizeof(sec));
@@ -452,15 +479,17 @@ pb_handler(void *user, const char *section, const char *name,
 			break;
 	if (k == K_COUNT) {
 		pfail(p, p->lineno, "%s %.80s: unknown key; a %s takes %s", sec,
-		    name, in_step ? "step" : "[playbook]", in_step ?
-		    "action, verify, undo, roles, platforms, mode, on_failure, "
-		    "upload" : "name, description");
+		    name, in_step ? "step" : "[playbook]",
+		    in_step ? "action, verify, undo, roles, platforms, mode, "
+			      "on_failure, "
+			      "upload"
+			    : "name, description");
 		return 0;
 	}
 	seen = in_step ? &p->step_seen[p->cur] : &p->pb_seen;
 	if (seen->line[k] != 0) {
-		pfail(p, p->lineno, "%s %s: given twice (first at line %d)", sec,
-		    name, seen->line[k]);
+		pfail(p, p->lineno, "%s %s: given twice (first at line %d)",
+		    sec, name, seen->line[k]);
 		return 0;
 	}
 	seen->line[k] = p->lineno;
@@ -481,7 +510,8 @@ check_step(struct pb_parse *p, int i)
 	if (st->action[0] == '\0' && st->verify == PB_VERIFY_NONE)
 		return pfail(p, st->line,
 		    "[step %s]: needs action = NAME (a node-side script) or "
-		    "verify = cluster|primary", st->name);
+		    "verify = cluster|primary",
+		    st->name);
 	if (st->verify != PB_VERIFY_NONE && seen->line[K_UPLOAD] != 0 &&
 	    st->upload)
 		return pfail(p, seen->line[K_UPLOAD],
@@ -494,8 +524,8 @@ check_step(struct pb_parse *p, int i)
 	if (st->action[0] != '\0' && seen->line[K_ROLES] == 0)
 		return pfail(p, st->line,
 		    "[step %s]: roles = missing; say which nodes run %s "
-		    "(primary, replica, client, database, all)", st->name,
-		    st->action);
+		    "(primary, replica, client, database, all)",
+		    st->name, st->action);
 	if (seen->line[K_ROLES] == 0)
 		st->roles = PB_ROLES_ALL;
 	return 0;
@@ -514,9 +544,12 @@ check_rollback(struct pb_parse *p)
 		have_undo |= st->undo[0] != '\0';
 		if (st->on_failure == PB_FAIL_ROLLBACK && !have_undo)
 			return pfail(p, p->step_seen[i].line[K_ON_FAILURE],
-			    "[step %s] on_failure: rollback, but neither this step "
-			    "nor one before it has undo = ACTION; nothing would be "
-			    "rolled back (use stop, or give an undo)", st->name);
+			    "[step %s] on_failure: rollback, but neither this "
+			    "step "
+			    "nor one before it has undo = ACTION; nothing "
+			    "would be "
+			    "rolled back (use stop, or give an undo)",
+			    st->name);
 	}
 	return 0;
 }
@@ -527,7 +560,8 @@ check_playbook(struct pb_parse *p)
 	int i, r;
 
 	if (p->playbook_line == 0)
-		return pfail(p, 0, "no [playbook] section; start the file with "
+		return pfail(p, 0,
+		    "no [playbook] section; start the file with "
 		    "[playbook] and name = ...");
 	if (p->pb->name[0] == '\0')
 		return pfail(p, p->playbook_line, "[playbook]: name = missing");
@@ -548,8 +582,8 @@ pb_parse_text(const char *origin, const char *text, size_t len,
 
 	memset(pb, 0, sizeof(*pb));
 	if (util_fmt(pb->path, sizeof(pb->path), "%s", origin) != 0)
-		return err_set(e, DBPKI_E_CONFIG, "%.200s...: path too long",
-		    origin);
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%.200s...: path too long", origin);
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return err_set(e, DBPKI_E_NOMEM, "out of memory");
 	p->origin = origin;
@@ -571,7 +605,8 @@ pb_parse_text(const char *origin, const char *text, size_t len,
 	/* inih counts lines like pb_reader() does, since no line is split. */
 	if (ret > 0 && (!p->failed || ret < p->err_line)) {
 		p->failed = 0;
-		r = pfail(p, ret, "expected `key = value`, a [section] or a "
+		r = pfail(p, ret,
+		    "expected `key = value`, a [section] or a "
 		    "comment");
 		goto out;
 	}
@@ -604,7 +639,7 @@ load_file(const char *path, const char *expect_name, struct playbook *pb,
 
 	memset(pb, 0, sizeof(*pb));
 	if ((r = util_read_file(path, PB_MAX_FILE,
-	    UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, &len, e)) != 0)
+		 UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, &len, e)) != 0)
 		return err_wrap(e, "playbook");
 	r = pb_parse_text(path, text, len, expect_name, pb, e);
 	free(text);
@@ -627,7 +662,8 @@ pb_load_named(const char *name, struct playbook *pb, struct dbpki_err *e)
 	if (!tpl_valid_action_name(name))
 		return err_set(e, DBPKI_E_USAGE,
 		    "playbook name \"%.80s\": must be [a-z0-9_-]+ (e.g. "
-		    "bootstrap, rotate, renew)", name);
+		    "bootstrap, rotate, renew)",
+		    name);
 	if ((r = tpl_find_data_dir("playbooks", dir, sizeof(dir), e)) != 0)
 		return r;
 	if (util_fmt(path, sizeof(path), "%s/%s.ini", dir, name) != 0)
@@ -636,11 +672,11 @@ pb_load_named(const char *name, struct playbook *pb, struct dbpki_err *e)
 }
 
 int
-pb_step_applies(const struct pb_step *s, enum cfg_role role,
-    enum cfg_platform platform)
+pb_step_applies(
+    const struct pb_step *s, enum cfg_role role, enum cfg_platform platform)
 {
 	return (s->roles & (1u << role)) != 0 &&
-	    (s->platforms & (1u << platform)) != 0;
+	       (s->platforms & (1u << platform)) != 0;
 }
 
 const char *
@@ -663,9 +699,8 @@ void
 pb_roles_string(unsigned roles, char *out, size_t outsz)
 {
 	static const enum cfg_role order[] = {
-		ROLE_PRIMARY, ROLE_REPLICA, ROLE_CLIENT
-	};
-	static const char *names[] = { "primary", "replica", "client" };
+	    ROLE_PRIMARY, ROLE_REPLICA, ROLE_CLIENT};
+	static const char *names[] = {"primary", "replica", "client"};
 	size_t i, len = 0;
 	int n;
 
@@ -675,8 +710,8 @@ pb_roles_string(unsigned roles, char *out, size_t outsz)
 	for (i = 0; i < 3; i++) {
 		if (!(roles & (1u << order[i])) || len >= outsz)
 			continue;
-		n = snprintf(out + len, outsz - len, "%s%s", len ? ", " : "",
-		    names[i]);
+		n = snprintf(
+		    out + len, outsz - len, "%s%s", len ? ", " : "", names[i]);
 		if (n < 0)
 			return;
 		len += (size_t)n;

@@ -91,8 +91,10 @@ ssh_usable(struct ssh_conn *c, struct dbpki_err *e)
 		return err_set(e, DBPKI_E_INTERNAL, "ssh: not connected");
 	if (c->broken)
 		return err_set(e, DBPKI_E_SSH,
-		    "%s: the connection was abandoned after an earlier timeout; "
-		    "connect again", c->where);
+		    "%s: the connection was abandoned after an earlier "
+		    "timeout; "
+		    "connect again",
+		    c->where);
 	return 0;
 }
 
@@ -106,7 +108,7 @@ ssh_node_name(const struct ssh_conn *c)
 static int
 connect_wait(int fd, int64_t deadline)
 {
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
 	socklen_t sl = sizeof(int);
 	int64_t left;
 	int rc, soerr = 0;
@@ -139,8 +141,8 @@ tcp_connect(struct ssh_conn *c, int64_t deadline, struct dbpki_err *e)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV |
-	    (util_valid_ip(n->address) ? AI_NUMERICHOST : 0);
+	hints.ai_flags =
+	    AI_NUMERICSERV | (util_valid_ip(n->address) ? AI_NUMERICHOST : 0);
 	util_fmt(port, sizeof(port), "%d", n->ssh.port);
 	/* XXX a host name here costs a blocking DNS lookup, outside the
 	 * deadline; inventories normally give addresses. */
@@ -163,7 +165,8 @@ tcp_connect(struct ssh_conn *c, int64_t deadline, struct dbpki_err *e)
 			err = errno;
 		if (err == 0) {
 			/* Small request/response packets: do not wait for Nagle. */
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			setsockopt(
+			    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			c->sock = fd;
 			break;
 		}
@@ -177,11 +180,12 @@ tcp_connect(struct ssh_conn *c, int64_t deadline, struct dbpki_err *e)
 	if (err == ETIMEDOUT)
 		return err_set(e, DBPKI_E_TIMEOUT,
 		    "%s: no TCP connection within connect_timeout (%llds); "
-		    "is the node up and port %d reachable from here?", c->where,
-		    (long long)n->ssh.connect_timeout, n->ssh.port);
-	return err_set(e, DBPKI_E_SSH, "%s: cannot connect: %s; is sshd "
-	    "running on the node and listening on port %d?", c->where,
-	    strerror(err), n->ssh.port);
+		    "is the node up and port %d reachable from here?",
+		    c->where, (long long)n->ssh.connect_timeout, n->ssh.port);
+	return err_set(e, DBPKI_E_SSH,
+	    "%s: cannot connect: %s; is sshd "
+	    "running on the node and listening on port %d?",
+	    c->where, strerror(err), n->ssh.port);
 }
 
 static int
@@ -191,9 +195,11 @@ handshake(struct ssh_conn *c, struct ssh_hostkeys *kh, int64_t deadline,
 	int rc;
 
 	while ((rc = libssh2_session_handshake(c->s, c->sock)) ==
-	    LIBSSH2_ERROR_EAGAIN)
-		if ((rc = ssh_wait(c, deadline, 0, "during the SSH handshake "
-		    "(connect_timeout)", e)) != 0)
+	       LIBSSH2_ERROR_EAGAIN)
+		if ((rc = ssh_wait(c, deadline, 0,
+			 "during the SSH handshake "
+			 "(connect_timeout)",
+			 e)) != 0)
 			return rc;
 	if (rc == 0) {
 		c->handshaken = 1;
@@ -207,8 +213,10 @@ handshake(struct ssh_conn *c, struct ssh_hostkeys *kh, int64_t deadline,
 		if (l.types[0] != '\0')
 			return err_set(e, DBPKI_E_HOSTKEY,
 			    "%s: the node offers no host key of the type(s) "
-			    "known_hosts (%s) records for %s: %s.  Its host keys "
-			    "may have changed; nothing was sent.  Check with the "
+			    "known_hosts (%s) records for %s: %s.  Its host "
+			    "keys "
+			    "may have changed; nothing was sent.  Check with "
+			    "the "
 			    "node's administrator, then fix that entry.",
 			    c->where, c->node->ssh.known_hosts, kh->name,
 			    l.types);
@@ -219,8 +227,8 @@ handshake(struct ssh_conn *c, struct ssh_hostkeys *kh, int64_t deadline,
 /* The passphrase file, if any, without its line end; *out NULL if none.
  * Caller frees with util_freezero(*out, *len). */
 static int
-read_passphrase(struct ssh_conn *c, char **out, size_t *len,
-    struct dbpki_err *e)
+read_passphrase(
+    struct ssh_conn *c, char **out, size_t *len, struct dbpki_err *e)
 {
 	const char *path = c->node->ssh.identity_passphrase_file;
 	size_t n = 0;
@@ -230,8 +238,8 @@ read_passphrase(struct ssh_conn *c, char **out, size_t *len,
 	*len = 0;
 	if (path[0] == '\0')
 		return 0;
-	if ((r = util_read_file(path, 4096, UTIL_RF_PRIVATE |
-	    UTIL_RF_NOSYMLINK, out, &n, e)) != 0)
+	if ((r = util_read_file(path, 4096, UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK,
+		 out, &n, e)) != 0)
 		return err_wrap(e, "%s: identity_passphrase_file", c->where);
 	*len = n + 1;
 	while (n > 0 && ((*out)[n - 1] == '\n' || (*out)[n - 1] == '\r'))
@@ -249,29 +257,35 @@ auth_identity(struct ssh_conn *c, int64_t deadline, struct dbpki_err *e)
 
 	/* Read on the fd with its permissions checked, as ssh(1) does. */
 	if ((r = util_read_file(s->identity, 64 * 1024, UTIL_RF_PRIVATE, &key,
-	    &keylen, e)) != 0) {
+		 &keylen, e)) != 0) {
 		err_wrap(e, "%s: identity", c->where);
 		goto out;
 	}
 	if ((r = read_passphrase(c, &pass, &passlen, e)) != 0)
 		goto out;
 	while ((rc = libssh2_userauth_publickey_frommemory(c->s, s->user,
-	    strlen(s->user), NULL, 0, key, keylen, pass)) ==
-	    LIBSSH2_ERROR_EAGAIN)
-		if ((r = ssh_wait(c, deadline, 0, "during authentication "
-		    "(connect_timeout)", e)) != 0)
+		    strlen(s->user), NULL, 0, key, keylen, pass)) ==
+	       LIBSSH2_ERROR_EAGAIN)
+		if ((r = ssh_wait(c, deadline, 0,
+			 "during authentication "
+			 "(connect_timeout)",
+			 e)) != 0)
 			goto out;
-	if (rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_METHOD_NOT_SUPPORTED)
-		r = err_set(e, DBPKI_E_CONFIG, "%s: cannot use identity %s: "
+	if (rc == LIBSSH2_ERROR_FILE ||
+	    rc == LIBSSH2_ERROR_METHOD_NOT_SUPPORTED)
+		r = err_set(e, DBPKI_E_CONFIG,
+		    "%s: cannot use identity %s: "
 		    "wrong passphrase%s, or a key type this build cannot read",
-		    c->where, s->identity, pass ? "" :
-		    " (it is encrypted: set identity_passphrase_file)");
+		    c->where, s->identity,
+		    pass ? ""
+			 : " (it is encrypted: set identity_passphrase_file)");
 	else if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED ||
-	    rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED)
-		r = err_set(e, DBPKI_E_SSH, "%s: the node refused the key %s "
+		 rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED)
+		r = err_set(e, DBPKI_E_SSH,
+		    "%s: the node refused the key %s "
 		    "for user %s; is its public key in that user's "
-		    "authorized_keys on the node?", c->where, s->identity,
-		    s->user);
+		    "authorized_keys on the node?",
+		    c->where, s->identity, s->user);
 	else if (rc != 0)
 		r = ssh_fail(c, e, DBPKI_E_SSH, "authentication failed");
 	else
@@ -291,9 +305,12 @@ auth_agent(struct ssh_conn *c, int64_t deadline, struct dbpki_err *e)
 	int rc, r, tried = 0;
 
 	if (getenv("SSH_AUTH_SOCK") == NULL)
-		return err_set(e, DBPKI_E_CONFIG, "%s: no identity in the "
-		    "inventory and no SSH agent (SSH_AUTH_SOCK is not set); set "
-		    "[ssh] identity or start ssh-agent", c->where);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: no identity in the "
+		    "inventory and no SSH agent (SSH_AUTH_SOCK is not set); "
+		    "set "
+		    "[ssh] identity or start ssh-agent",
+		    c->where);
 	if ((agent = libssh2_agent_init(c->s)) == NULL)
 		return err_set(e, DBPKI_E_NOMEM, "%s: agent", c->where);
 	/* The agent is a local blocking socket; only the userauth below
@@ -307,9 +324,11 @@ auth_agent(struct ssh_conn *c, int64_t deadline, struct dbpki_err *e)
 	while ((rc = libssh2_agent_get_identity(agent, &id, prev)) == 0) {
 		tried++;
 		while ((rc = libssh2_agent_userauth(agent, s->user, id)) ==
-		    LIBSSH2_ERROR_EAGAIN)
-			if ((r = ssh_wait(c, deadline, 0, "during agent "
-			    "authentication (connect_timeout)", e)) != 0)
+		       LIBSSH2_ERROR_EAGAIN)
+			if ((r = ssh_wait(c, deadline, 0,
+				 "during agent "
+				 "authentication (connect_timeout)",
+				 e)) != 0)
 				goto out;
 		if (rc == 0) {
 			r = 0;
@@ -317,8 +336,10 @@ auth_agent(struct ssh_conn *c, int64_t deadline, struct dbpki_err *e)
 		}
 		prev = id;
 	}
-	r = err_set(e, DBPKI_E_SSH, "%s: the node refused all %d key(s) of "
-	    "the SSH agent for user %s", c->where, tried, s->user);
+	r = err_set(e, DBPKI_E_SSH,
+	    "%s: the node refused all %d key(s) of "
+	    "the SSH agent for user %s",
+	    c->where, tried, s->user);
 out:
 	libssh2_agent_disconnect(agent);
 	libssh2_agent_free(agent);
@@ -331,14 +352,16 @@ check_node(const struct cfg_node *n, struct dbpki_err *e)
 	if (n->address[0] == '\0' || n->ssh.user[0] == '\0' ||
 	    n->ssh.port < 1 || n->ssh.port > 65535 ||
 	    n->ssh.known_hosts[0] == '\0')
-		return err_set(e, DBPKI_E_CONFIG, "node %s: incomplete ssh "
-		    "settings (address, user, port, known_hosts)", n->name);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "node %s: incomplete ssh "
+		    "settings (address, user, port, known_hosts)",
+		    n->name);
 	return 0;
 }
 
 int
-ssh_connect(const struct cfg_node *n, struct ssh_conn **out,
-    struct dbpki_err *e)
+ssh_connect(
+    const struct cfg_node *n, struct ssh_conn **out, struct dbpki_err *e)
 {
 	struct ssh_hostkeys kh;
 	struct ssh_conn *c;
@@ -351,16 +374,16 @@ ssh_connect(const struct cfg_node *n, struct ssh_conn **out,
 		return r;
 	deadline = ssh_deadline(n->ssh.connect_timeout);
 	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return err_set(e, DBPKI_E_NOMEM, "node %s: out of memory",
-		    n->name);
+		return err_set(
+		    e, DBPKI_E_NOMEM, "node %s: out of memory", n->name);
 	c->node = n;
 	c->sock = -1;
-	util_fmt(c->where, sizeof(c->where), strchr(n->address, ':') ?
-	    "node %s ([%s]:%d)" : "node %s (%s:%d)", n->name, n->address,
-	    n->ssh.port);
+	util_fmt(c->where, sizeof(c->where),
+	    strchr(n->address, ':') ? "node %s ([%s]:%d)" : "node %s (%s:%d)",
+	    n->name, n->address, n->ssh.port);
 	if ((c->s = libssh2_session_init_ex(NULL, NULL, NULL, c)) == NULL) {
-		r = err_set(e, DBPKI_E_NOMEM, "%s: cannot create a session",
-		    c->where);
+		r = err_set(
+		    e, DBPKI_E_NOMEM, "%s: cannot create a session", c->where);
 		goto out;
 	}
 	libssh2_session_set_blocking(c->s, 0);

@@ -28,12 +28,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EXEC_GRACE_S 2 /* to close a timed-out channel cleanly */
-#define REMOTE_TIMEOUT_STATUS 124 /* timeout(1): the command timed out */
+#define EXEC_GRACE_S            2    /* to close a timed-out channel cleanly */
+#define REMOTE_TIMEOUT_STATUS   124  /* timeout(1): the command timed out */
 #define REMOTE_TIMEOUT_SLACK_MS 1500 /* its clock started after ours */
 
 struct outbuf {
-	char *buf;   /* 2 * SSH_OUT_MAX + 1: room to append before trimming */
+	char *buf; /* 2 * SSH_OUT_MAX + 1: room to append before trimming */
 	size_t len;
 	int truncated;
 };
@@ -96,14 +96,15 @@ open_channel(struct ssh_conn *c, int64_t deadline, const char *what,
 
 	*out = NULL;
 	while ((ch = libssh2_channel_open_session(c->s)) == NULL &&
-	    libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_EAGAIN)
+	       libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_EAGAIN)
 		if ((rc = ssh_wait(c, deadline, 0, what, e)) != 0)
 			return rc;
 	if (ch == NULL)
 		return ssh_fail(c, e, DBPKI_E_SSH, "cannot open a channel");
 	*out = ch;
-	while ((rc = libssh2_channel_handle_extended_data2(ch,
-	    LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE)) == LIBSSH2_ERROR_EAGAIN)
+	while (
+	    (rc = libssh2_channel_handle_extended_data2(ch,
+		 LIBSSH2_CHANNEL_EXTENDED_DATA_MERGE)) == LIBSSH2_ERROR_EAGAIN)
 		if ((rc = ssh_wait(c, deadline, 0, what, e)) != 0)
 			return rc;
 	if (rc != 0)
@@ -116,8 +117,7 @@ open_channel(struct ssh_conn *c, int64_t deadline, const char *what,
  * read all of its input cannot deadlock us. */
 static int
 pump(struct ssh_conn *c, LIBSSH2_CHANNEL *ch, const char *script,
-    int64_t deadline, const char *what, struct outbuf *o,
-    struct dbpki_err *e)
+    int64_t deadline, const char *what, struct outbuf *o, struct dbpki_err *e)
 {
 	char buf[32 * 1024];
 	size_t len = strlen(script), sent = 0;
@@ -127,7 +127,8 @@ pump(struct ssh_conn *c, LIBSSH2_CHANNEL *ch, const char *script,
 	for (;;) {
 		progress = 0;
 		if (!in_done && sent < len) {
-			n = libssh2_channel_write(ch, script + sent, len - sent);
+			n = libssh2_channel_write(
+			    ch, script + sent, len - sent);
 			if (n > 0) {
 				sent += (size_t)n;
 				progress = 1;
@@ -146,12 +147,12 @@ pump(struct ssh_conn *c, LIBSSH2_CHANNEL *ch, const char *script,
 			out_add(o, buf, (size_t)n);
 			progress = 1;
 		} else if (n < 0 && n != LIBSSH2_ERROR_EAGAIN)
-			return ssh_fail(c, e, DBPKI_E_SSH,
-			    "reading the command's output");
+			return ssh_fail(
+			    c, e, DBPKI_E_SSH, "reading the command's output");
 		if (n <= 0 && libssh2_channel_eof(ch))
 			return 0;
-		if (!progress && (rc = ssh_wait(c, deadline, POLLIN, what,
-		    e)) != 0)
+		if (!progress &&
+		    (rc = ssh_wait(c, deadline, POLLIN, what, e)) != 0)
 			return rc;
 	}
 }
@@ -175,16 +176,18 @@ finish(struct ssh_conn *c, LIBSSH2_CHANNEL *ch, int64_t deadline,
 		if ((rc = ssh_wait(c, deadline, 0, what, e)) != 0)
 			return rc;
 	if (rc != 0)
-		return ssh_fail(c, e, DBPKI_E_SSH, "waiting for the channel "
+		return ssh_fail(c, e, DBPKI_E_SSH,
+		    "waiting for the channel "
 		    "to close");
 	res->exit_status = libssh2_channel_get_exit_status(ch);
-	if (libssh2_channel_get_exit_signal(ch, &sig, &siglen, NULL, NULL,
-	    NULL, NULL) == 0 && sig != NULL) {
+	if (libssh2_channel_get_exit_signal(
+		ch, &sig, &siglen, NULL, NULL, NULL, NULL) == 0 &&
+	    sig != NULL) {
 		res->signal = strndup(sig, siglen);
 		libssh2_free(c->s, sig);
 		if (res->signal == NULL)
-			return err_set(e, DBPKI_E_NOMEM, "%s: out of memory",
-			    c->where);
+			return err_set(
+			    e, DBPKI_E_NOMEM, "%s: out of memory", c->where);
 	}
 	return 0;
 }
@@ -193,7 +196,7 @@ int
 ssh_exec_script(struct ssh_conn *c, const char *script, int64_t timeout_s,
     struct ssh_result *res, struct dbpki_err *e)
 {
-	struct outbuf o = { NULL, 0, 0 };
+	struct outbuf o = {NULL, 0, 0};
 	LIBSSH2_CHANNEL *ch = NULL;
 	char cmd[256], what[96];
 	int64_t secs, deadline;
@@ -206,11 +209,14 @@ ssh_exec_script(struct ssh_conn *c, const char *script, int64_t timeout_s,
 	if (secs <= 0 || secs > 7 * 86400)
 		secs = 300;
 	deadline = ssh_deadline(secs);
-	util_fmt(what, sizeof(what), "after %llds waiting for the command "
-	    "(command timeout)", (long long)secs);
+	util_fmt(what, sizeof(what),
+	    "after %llds waiting for the command "
+	    "(command timeout)",
+	    (long long)secs);
 	/* A fixed command: no value of ours ever travels in it but the
 	 * number of seconds.  The script itself goes on stdin. */
-	util_fmt(cmd, sizeof(cmd), "if command -v timeout >/dev/null 2>&1; "
+	util_fmt(cmd, sizeof(cmd),
+	    "if command -v timeout >/dev/null 2>&1; "
 	    "then exec timeout -k 5 %lld sh -s; else exec sh -s; fi",
 	    (long long)secs);
 	if ((o.buf = malloc(2 * SSH_OUT_MAX + 1)) == NULL)
@@ -221,7 +227,8 @@ ssh_exec_script(struct ssh_conn *c, const char *script, int64_t timeout_s,
 		if ((r = ssh_wait(c, deadline, 0, what, e)) != 0)
 			goto out;
 	if (rc != 0) {
-		r = ssh_fail(c, e, DBPKI_E_SSH, "the node refused to run a "
+		r = ssh_fail(c, e, DBPKI_E_SSH,
+		    "the node refused to run a "
 		    "command");
 		goto out;
 	}
@@ -229,14 +236,14 @@ ssh_exec_script(struct ssh_conn *c, const char *script, int64_t timeout_s,
 	    (r = finish(c, ch, deadline, what, res, e)) != 0)
 		goto out;
 	while ((rc = libssh2_channel_free(ch)) == LIBSSH2_ERROR_EAGAIN)
-		if ((r = ssh_wait(c, deadline + EXEC_GRACE_S * 1000, 0, what,
-		    e)) != 0)
+		if ((r = ssh_wait(
+			 c, deadline + EXEC_GRACE_S * 1000, 0, what, e)) != 0)
 			goto out;
 	ch = NULL;
 	if (res->exit_status == REMOTE_TIMEOUT_STATUS &&
 	    util_mono_ms() >= deadline - REMOTE_TIMEOUT_SLACK_MS)
-		r = err_set(e, DBPKI_E_TIMEOUT, "%s: timed out %s", c->where,
-		    what);
+		r = err_set(
+		    e, DBPKI_E_TIMEOUT, "%s: timed out %s", c->where, what);
 out:
 	if (r == DBPKI_E_TIMEOUT)
 		res->timed_out = 1;

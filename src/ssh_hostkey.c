@@ -25,8 +25,10 @@
  * must not lose each other's entries. */
 static pthread_mutex_t kh_lock = PTHREAD_MUTEX_INITIALIZER;
 
-#define ALL_HOSTKEY_METHODS "ssh-ed25519,ecdsa-sha2-nistp256," \
-	"ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,ssh-rsa"
+#define ALL_HOSTKEY_METHODS                                                    \
+	"ssh-ed25519,ecdsa-sha2-nistp256,"                                     \
+	"ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,"   \
+	"ssh-rsa"
 
 /* Owned by root or us and not writable by group/others; a directory may
  * be world-writable only if it is root's and sticky (/tmp). */
@@ -42,8 +44,8 @@ trusted_stat(const struct stat *st, int isdir)
 
 /* ssh(1)'s safe_path walk, over the real path of known_hosts. */
 static int
-check_trust_path(struct ssh_conn *c, const char *path, char *real,
-    struct dbpki_err *e)
+check_trust_path(
+    struct ssh_conn *c, const char *path, char *real, struct dbpki_err *e)
 {
 	struct stat st;
 	char dir[PATH_MAX];
@@ -51,30 +53,35 @@ check_trust_path(struct ssh_conn *c, const char *path, char *real,
 
 	if (realpath(path, real) == NULL) {
 		if (errno == ENOENT)
-			return err_set(e, DBPKI_E_CONFIG, "%s: known_hosts %s "
+			return err_set(e, DBPKI_E_CONFIG,
+			    "%s: known_hosts %s "
 			    "does not exist; create it (touch %s) and add the "
 			    "node's host key, or set host_key_policy = "
-			    "accept-new", c->where, path, path);
+			    "accept-new",
+			    c->where, path, path);
 		return err_sys(e, "%s: known_hosts %s", c->where, path);
 	}
 	if (stat(real, &st) == -1)
 		return err_sys(e, "%s: known_hosts %s", c->where, real);
 	if (!S_ISREG(st.st_mode) || !trusted_stat(&st, 0))
-		return err_set(e, DBPKI_E_CONFIG, "%s: known_hosts %s must be "
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: known_hosts %s must be "
 		    "a regular file owned by root or uid %u and not writable "
-		    "by group or others (mode %04o)", c->where, real,
-		    (unsigned)geteuid(), (unsigned)(st.st_mode & 07777));
+		    "by group or others (mode %04o)",
+		    c->where, real, (unsigned)geteuid(),
+		    (unsigned)(st.st_mode & 07777));
 	util_fmt(dir, sizeof(dir), "%s", real);
 	while ((slash = strrchr(dir, '/')) != NULL) {
 		slash[slash == dir ? 1 : 0] = '\0';
 		if (stat(dir, &st) == -1)
 			return err_sys(e, "%s: known_hosts: %s", c->where, dir);
 		if (!trusted_stat(&st, 1))
-			return err_set(e, DBPKI_E_CONFIG, "%s: known_hosts %s: "
+			return err_set(e, DBPKI_E_CONFIG,
+			    "%s: known_hosts %s: "
 			    "directory %s is owned by uid %u or writable by "
 			    "others (mode %04o), so anyone could replace the "
-			    "trusted host keys; run: chmod go-w %s", c->where,
-			    real, dir, (unsigned)st.st_uid,
+			    "trusted host keys; run: chmod go-w %s",
+			    c->where, real, dir, (unsigned)st.st_uid,
 			    (unsigned)(st.st_mode & 07777), dir);
 		if (strcmp(dir, "/") == 0)
 			break;
@@ -83,8 +90,8 @@ check_trust_path(struct ssh_conn *c, const char *path, char *real,
 }
 
 static int
-read_known_hosts(struct ssh_conn *c, struct ssh_hostkeys *kh,
-    struct dbpki_err *e)
+read_known_hosts(
+    struct ssh_conn *c, struct ssh_hostkeys *kh, struct dbpki_err *e)
 {
 	char real[PATH_MAX];
 	struct stat st;
@@ -95,7 +102,7 @@ read_known_hosts(struct ssh_conn *c, struct ssh_hostkeys *kh,
 	if ((r = check_trust_path(c, c->node->ssh.known_hosts, real, e)) != 0)
 		return r;
 	if ((r = util_read_file(real, SSH_KNOWN_HOSTS_MAX, UTIL_RF_NOTWRITABLE,
-	    &kh->text, &kh->len, e)) != 0)
+		 &kh->text, &kh->len, e)) != 0)
 		return err_wrap(e, "%s: known_hosts", c->where);
 	kh->mode = stat(real, &st) == 0 ? (int)(st.st_mode & 0777) : 0600;
 	return 0;
@@ -106,11 +113,11 @@ static const char *
 type_methods(const char *t, size_t n)
 {
 	static const char *const map[][2] = {
-		{ "ssh-ed25519", "ssh-ed25519" },
-		{ "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256" },
-		{ "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384" },
-		{ "ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521" },
-		{ "ssh-rsa", "rsa-sha2-512,rsa-sha2-256,ssh-rsa" },
+	    {"ssh-ed25519", "ssh-ed25519"},
+	    {"ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256"},
+	    {"ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384"},
+	    {"ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521"},
+	    {"ssh-rsa", "rsa-sha2-512,rsa-sha2-256,ssh-rsa"},
 	};
 	size_t i;
 
@@ -132,8 +139,8 @@ supported_only(struct ssh_conn *c, const char *want, char *out, size_t outsz)
 	int i, na;
 
 	out[0] = '\0';
-	if ((na = libssh2_session_supported_algs(c->s, LIBSSH2_METHOD_HOSTKEY,
-	    &algs)) <= 0)
+	if ((na = libssh2_session_supported_algs(
+		 c->s, LIBSSH2_METHOD_HOSTKEY, &algs)) <= 0)
 		return -1;
 	for (p = want; *p != '\0'; p += n + (p[n] == ',')) {
 		n = strcspn(p, ",");
@@ -151,8 +158,8 @@ supported_only(struct ssh_conn *c, const char *want, char *out, size_t outsz)
 }
 
 int
-ssh_hostkey_prepare(struct ssh_conn *c, struct ssh_hostkeys *kh,
-    struct dbpki_err *e)
+ssh_hostkey_prepare(
+    struct ssh_conn *c, struct ssh_hostkeys *kh, struct dbpki_err *e)
 {
 	struct ssh_kh_lookup l;
 	char prefs[512] = "", usable[512];
@@ -163,9 +170,9 @@ ssh_hostkey_prepare(struct ssh_conn *c, struct ssh_hostkeys *kh,
 	if ((r = read_known_hosts(c, kh, e)) != 0)
 		return r;
 	if (ssh_kh_hostname(c->node->address, c->node->ssh.port, kh->name,
-	    sizeof(kh->name)) != 0)
-		return err_set(e, DBPKI_E_CONFIG, "%s: address too long",
-		    c->where);
+		sizeof(kh->name)) != 0)
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s: address too long", c->where);
 	ssh_kh_lookup(kh->text, kh->len, kh->name, NULL, 0, &l);
 	for (p = l.types; *p != '\0'; p += n + (p[n] == ',')) {
 		n = strcspn(p, ",");
@@ -180,13 +187,15 @@ ssh_hostkey_prepare(struct ssh_conn *c, struct ssh_hostkeys *kh,
 	if (prefs[0] == '\0')
 		util_fmt(prefs, sizeof(prefs), "%s", ALL_HOSTKEY_METHODS);
 	if (supported_only(c, prefs, usable, sizeof(usable)) != 0)
-		return err_set(e, DBPKI_E_HOSTKEY, "%s: known_hosts records "
+		return err_set(e, DBPKI_E_HOSTKEY,
+		    "%s: known_hosts records "
 		    "only key types this libssh2 cannot verify (%s) for %s; "
-		    "add an ssh-ed25519 or ecdsa entry", c->where, l.types,
-		    kh->name);
-	if (libssh2_session_method_pref(c->s, LIBSSH2_METHOD_HOSTKEY,
-	    usable) != 0)
-		return ssh_fail(c, e, DBPKI_E_HOSTKEY, "cannot pin the host-key "
+		    "add an ssh-ed25519 or ecdsa entry",
+		    c->where, l.types, kh->name);
+	if (libssh2_session_method_pref(c->s, LIBSSH2_METHOD_HOSTKEY, usable) !=
+	    0)
+		return ssh_fail(c, e, DBPKI_E_HOSTKEY,
+		    "cannot pin the host-key "
 		    "algorithms to those known_hosts records");
 	return 0;
 }
@@ -203,9 +212,12 @@ keybit(int type)
 {
 	switch (type) {
 	case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521:
+		return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
 	case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
 	default: return 0; /* DSA or unknown: refused */
 	}
@@ -238,13 +250,16 @@ libssh2_verdict(struct ssh_conn *c, const struct ssh_hostkeys *kh,
 			last[end - p] = '\n';
 			last[end - p + 1] = '\0';
 			libssh2_knownhost_readline(h, last,
-			    (size_t)(end - p) + 1, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+			    (size_t)(end - p) + 1,
+			    LIBSSH2_KNOWNHOST_FILE_OPENSSH);
 			free(last);
 		}
 	}
-	rc = libssh2_knownhost_checkp(h, c->node->address, port == 22 ? -1 :
-	    port, key, keylen, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-	    LIBSSH2_KNOWNHOST_KEYENC_RAW | keybit(type), NULL);
+	rc = libssh2_knownhost_checkp(h, c->node->address,
+	    port == 22 ? -1 : port, key, keylen,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+		keybit(type),
+	    NULL);
 	libssh2_knownhost_free(h);
 	return rc;
 }
@@ -272,11 +287,13 @@ record_key(struct ssh_conn *c, struct ssh_hostkeys *kh,
 	if ((buf = malloc(n + 1)) == NULL)
 		return err_set(e, DBPKI_E_NOMEM, "%s: out of memory", c->where);
 	memcpy(buf, kh->text, kh->len);
-	util_fmt(buf + kh->len, n + 1 - kh->len, "%s%s\n", nl ? "\n" : "", line);
+	util_fmt(
+	    buf + kh->len, n + 1 - kh->len, "%s%s\n", nl ? "\n" : "", line);
 	if (realpath(c->node->ssh.known_hosts, real) == NULL)
 		r = err_sys(e, "%s: known_hosts %s", c->where,
 		    c->node->ssh.known_hosts);
-	else if ((r = util_write_atomic(real, buf, n, (mode_t)kh->mode, e)) != 0)
+	else if ((r = util_write_atomic(real, buf, n, (mode_t)kh->mode, e)) !=
+		 0)
 		err_wrap(e, "%s: cannot record the host key", c->where);
 	if (r == 0) {
 		/* What we check against from now on is what we wrote. */
@@ -291,47 +308,53 @@ record_key(struct ssh_conn *c, struct ssh_hostkeys *kh,
 }
 
 static int
-refuse(struct ssh_conn *c, const struct ssh_hostkeys *kh,
-    enum ssh_kh_verdict v, int line, const char *type, const char *fp,
-    const char *entry, struct dbpki_err *e)
+refuse(struct ssh_conn *c, const struct ssh_hostkeys *kh, enum ssh_kh_verdict v,
+    int line, const char *type, const char *fp, const char *entry,
+    struct dbpki_err *e)
 {
 	const char *file = c->node->ssh.known_hosts;
 
 	switch (v) {
 	case SSH_KH_REVOKED:
-		return err_set(e, DBPKI_E_HOSTKEY, "%s: the host key %s %s is "
+		return err_set(e, DBPKI_E_HOSTKEY,
+		    "%s: the host key %s %s is "
 		    "marked @revoked in %s line %d; refusing to connect.  "
-		    "Nothing was sent to the node.", c->where, type, fp, file,
-		    line);
+		    "Nothing was sent to the node.",
+		    c->where, type, fp, file, line);
 	case SSH_KH_MISMATCH:
-		return err_set(e, DBPKI_E_HOSTKEY, "%s: HOST KEY CHANGED for "
+		return err_set(e, DBPKI_E_HOSTKEY,
+		    "%s: HOST KEY CHANGED for "
 		    "%s: the node now presents %s %s, which is not the key "
 		    "recorded in %s line %d.  Someone may be intercepting this "
-		    "connection, or the node was reinstalled.  Nothing was sent "
+		    "connection, or the node was reinstalled.  Nothing was "
+		    "sent "
 		    "to the node.  Only if the node's administrator confirms "
 		    "that fingerprint: ssh-keygen -R '%s' -f %s, then add "
-		    "this line to %s:\n%s", c->where, kh->name, type, fp, file,
-		    line, kh->name, file, file, entry);
+		    "this line to %s:\n%s",
+		    c->where, kh->name, type, fp, file, line, kh->name, file,
+		    file, entry);
 	case SSH_KH_NOTFOUND:
-		return err_set(e, DBPKI_E_HOSTKEY, "%s: unknown host key: the "
+		return err_set(e, DBPKI_E_HOSTKEY,
+		    "%s: unknown host key: the "
 		    "node presents %s %s and %s has no entry for %s.  Nothing "
 		    "was sent to the node.  Confirm the fingerprint with the "
 		    "node's administrator (on the node: ssh-keygen -lf "
 		    "/etc/ssh/ssh_host_*_key.pub), then add this line to %s "
-		    "(or set host_key_policy = accept-new):\n%s", c->where,
-		    type, fp, file, kh->name, file, entry);
+		    "(or set host_key_policy = accept-new):\n%s",
+		    c->where, type, fp, file, kh->name, file, entry);
 	default:
-		return err_set(e, DBPKI_E_HOSTKEY, "%s: host key %s %s matches "
+		return err_set(e, DBPKI_E_HOSTKEY,
+		    "%s: host key %s %s matches "
 		    "%s line %d for our reader but not for libssh2 (a pattern "
 		    "or an entry it cannot read?); refusing.  Add this exact "
-		    "line to %s:\n%s", c->where, type, fp, file, line, file,
-		    entry);
+		    "line to %s:\n%s",
+		    c->where, type, fp, file, line, file, entry);
 	}
 }
 
 int
-ssh_hostkey_verify(struct ssh_conn *c, struct ssh_hostkeys *kh,
-    struct dbpki_err *e)
+ssh_hostkey_verify(
+    struct ssh_conn *c, struct ssh_hostkeys *kh, struct dbpki_err *e)
 {
 	struct ssh_kh_lookup l;
 	char type[64], fp[80], entry[4096];
@@ -341,17 +364,21 @@ ssh_hostkey_verify(struct ssh_conn *c, struct ssh_hostkeys *kh,
 
 	key = libssh2_session_hostkey(c->s, &keylen, &ktype);
 	if (key == NULL || keylen == 0)
-		return err_set(e, DBPKI_E_HOSTKEY, "%s: the node sent no host "
-		    "key", c->where);
+		return err_set(e, DBPKI_E_HOSTKEY,
+		    "%s: the node sent no host "
+		    "key",
+		    c->where);
 	if (keybit(ktype) == 0 ||
-	    ssh_kh_blob_type((const unsigned char *)key, keylen, type,
-	    sizeof(type)) != 0 ||
-	    ssh_kh_fingerprint((const unsigned char *)key, keylen, fp,
-	    sizeof(fp)) != 0 ||
+	    ssh_kh_blob_type(
+		(const unsigned char *)key, keylen, type, sizeof(type)) != 0 ||
+	    ssh_kh_fingerprint(
+		(const unsigned char *)key, keylen, fp, sizeof(fp)) != 0 ||
 	    ssh_kh_line(kh->name, (const unsigned char *)key, keylen, entry,
-	    sizeof(entry)) != 0)
-		return err_set(e, DBPKI_E_HOSTKEY, "%s: unsupported or "
-		    "malformed host key (type %d)", c->where, ktype);
+		sizeof(entry)) != 0)
+		return err_set(e, DBPKI_E_HOSTKEY,
+		    "%s: unsupported or "
+		    "malformed host key (type %d)",
+		    c->where, ktype);
 	ssh_kh_lookup(kh->text, kh->len, kh->name, (const unsigned char *)key,
 	    keylen, &l);
 	if (l.verdict == SSH_KH_NOTFOUND &&
@@ -364,8 +391,9 @@ ssh_hostkey_verify(struct ssh_conn *c, struct ssh_hostkeys *kh,
 			return r;
 		if (l.verdict == SSH_KH_MATCH)
 			log_warn("%s: recorded new host key %s %s for %s in %s "
-			    "(host_key_policy = accept-new)", c->where, type, fp,
-			    kh->name, c->node->ssh.known_hosts);
+				 "(host_key_policy = accept-new)",
+			    c->where, type, fp, kh->name,
+			    c->node->ssh.known_hosts);
 	}
 	if (l.verdict != SSH_KH_MATCH)
 		return refuse(c, kh, l.verdict, l.line, type, fp, entry, e);

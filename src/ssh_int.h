@@ -16,9 +16,9 @@ struct ssh_conn {
 	const struct cfg_node *node;
 	int sock;
 	LIBSSH2_SESSION *s;
-	LIBSSH2_SFTP *sftp;   /* opened on first use */
-	int broken;           /* a timeout left the session mid-protocol */
-	int handshaken;       /* the SSH handshake completed */
+	LIBSSH2_SFTP *sftp; /* opened on first use */
+	int broken;         /* a timeout left the session mid-protocol */
+	int handshaken;     /* the SSH handshake completed */
 	char where[CFG_NAME + CFG_ADDR + 48]; /* "node1 (127.0.0.1:2222)" */
 };
 
@@ -33,8 +33,8 @@ int ssh_wait(struct ssh_conn *c, int64_t deadline, short extra,
     const char *what, struct dbpki_err *e);
 
 /* Set e from libssh2's last error on c's session: "<where>: <what>: msg". */
-int ssh_fail(struct ssh_conn *c, struct dbpki_err *e, int code,
-    const char *what);
+int ssh_fail(
+    struct ssh_conn *c, struct dbpki_err *e, int code, const char *what);
 
 /* Connections that are broken or not connected refuse further work. */
 int ssh_usable(struct ssh_conn *c, struct dbpki_err *e);
@@ -43,16 +43,16 @@ int ssh_usable(struct ssh_conn *c, struct dbpki_err *e);
  * (checked like a trust anchor) and pin the host-key algorithms to the
  * types recorded for this host; after it, decide per the policy. */
 struct ssh_hostkeys {
-	char *text;     /* known_hosts contents, NUL-terminated */
+	char *text; /* known_hosts contents, NUL-terminated */
 	size_t len;
-	int mode;       /* the file's permission bits, kept on rewrite */
+	int mode; /* the file's permission bits, kept on rewrite */
 	char name[CFG_ADDR + 16]; /* "addr" or "[addr]:port" */
 };
 
-int ssh_hostkey_prepare(struct ssh_conn *c, struct ssh_hostkeys *kh,
-    struct dbpki_err *e);
-int ssh_hostkey_verify(struct ssh_conn *c, struct ssh_hostkeys *kh,
-    struct dbpki_err *e);
+int ssh_hostkey_prepare(
+    struct ssh_conn *c, struct ssh_hostkeys *kh, struct dbpki_err *e);
+int ssh_hostkey_verify(
+    struct ssh_conn *c, struct ssh_hostkeys *kh, struct dbpki_err *e);
 void ssh_hostkey_free(struct ssh_hostkeys *kh);
 
 #endif

@@ -54,8 +54,8 @@ b64_val(int ch)
 
 /* Strict base64 of n chars (padding optional) into out; -1 on bad input. */
 static int
-b64_decode(const char *s, size_t n, unsigned char *out, size_t outsz,
-    size_t *outlen)
+b64_decode(
+    const char *s, size_t n, unsigned char *out, size_t outsz, size_t *outlen)
 {
 	unsigned int acc = 0;
 	size_t i, o = 0;
@@ -92,8 +92,8 @@ b64_encode(const unsigned char *in, size_t n, char *out, size_t outsz)
 }
 
 int
-ssh_kh_blob_type(const unsigned char *key, size_t keylen, char *out,
-    size_t outsz)
+ssh_kh_blob_type(
+    const unsigned char *key, size_t keylen, char *out, size_t outsz)
 {
 	uint32_t n;
 
@@ -109,8 +109,8 @@ ssh_kh_blob_type(const unsigned char *key, size_t keylen, char *out,
 }
 
 int
-ssh_kh_fingerprint(const unsigned char *key, size_t keylen, char *out,
-    size_t outsz)
+ssh_kh_fingerprint(
+    const unsigned char *key, size_t keylen, char *out, size_t outsz)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	char b64[64];
@@ -147,8 +147,9 @@ glob_match(const char *p, size_t plen, const char *s)
 	size_t slen = strlen(s);
 
 	while (si < slen) {
-		if (pi < plen && (p[pi] == '?' ||
-		    tolower((unsigned char)p[pi]) == tolower((unsigned char)s[si]))) {
+		if (pi < plen &&
+		    (p[pi] == '?' || tolower((unsigned char)p[pi]) ==
+					 tolower((unsigned char)s[si]))) {
 			pi++;
 			si++;
 		} else if (pi < plen && p[pi] == '*') {
@@ -179,12 +180,15 @@ hashed_match(const char *p, size_t plen, const char *host)
 	p += 3;
 	plen -= 3;
 	if ((bar = memchr(p, '|', plen)) == NULL ||
-	    b64_decode(p, (size_t)(bar - p), salt, sizeof(salt), &saltlen) != 0 ||
-	    b64_decode(bar + 1, plen - (size_t)(bar - p) - 1, want, sizeof(want),
-	    &wantlen) != 0 || saltlen != 20 || wantlen != 20)
+	    b64_decode(p, (size_t)(bar - p), salt, sizeof(salt), &saltlen) !=
+		0 ||
+	    b64_decode(bar + 1, plen - (size_t)(bar - p) - 1, want,
+		sizeof(want), &wantlen) != 0 ||
+	    saltlen != 20 || wantlen != 20)
 		return 0;
 	if (HMAC(EVP_sha1(), salt, (int)saltlen, (const unsigned char *)host,
-	    strlen(host), got, &gotlen) == NULL || gotlen != wantlen)
+		strlen(host), got, &gotlen) == NULL ||
+	    gotlen != wantlen)
 		return 0;
 	return CRYPTO_memcmp(got, want, wantlen) == 0;
 }
@@ -250,8 +254,8 @@ add_type(struct ssh_kh_lookup *out, const char *t, size_t tlen)
 	}
 	if (n + tlen + 2 > sizeof(out->types))
 		return; /* XXX more types than we pin; the rest stay unpinned */
-	util_fmt(out->types + n, sizeof(out->types) - n, "%s%s",
-	    n ? "," : "", one);
+	util_fmt(
+	    out->types + n, sizeof(out->types) - n, "%s%s", n ? "," : "", one);
 }
 
 struct kh_state {
@@ -290,7 +294,7 @@ kh_line(struct kh_state *st, const char *p, const char *end, int lineno,
 	if (!hosts_match(hosts, hlen, st->host))
 		return;
 	same = st->key != NULL && bloblen == st->keylen &&
-	    memcmp(blob, st->key, bloblen) == 0;
+	       memcmp(blob, st->key, bloblen) == 0;
 	if (revoked) {
 		if (same && !st->revoked)
 			st->revoked = lineno;
@@ -320,14 +324,15 @@ ssh_kh_lookup(const char *text, size_t len, const char *host,
 	st.host = host;
 	st.key = key;
 	st.keylen = keylen;
-	if (key != NULL && ssh_kh_blob_type(key, keylen, st.keytype,
-	    sizeof(st.keytype)) != 0)
+	if (key != NULL &&
+	    ssh_kh_blob_type(key, keylen, st.keytype, sizeof(st.keytype)) != 0)
 		st.key = NULL; /* a malformed server key matches nothing */
 	while (p < end) {
 		nl = memchr(p, '\n', (size_t)(end - p));
 		lineno++;
-		kh_line(&st, p, nl ? (nl > p && nl[-1] == '\r' ? nl - 1 : nl) :
-		    end, lineno, out);
+		kh_line(&st, p,
+		    nl ? (nl > p && nl[-1] == '\r' ? nl - 1 : nl) : end, lineno,
+		    out);
 		p = nl ? nl + 1 : end;
 	}
 	if (st.revoked) {

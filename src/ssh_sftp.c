@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SFTP_CHUNK (64 * 1024)
+#define SFTP_CHUNK  (64 * 1024)
 #define MV_SENTINEL "dbpki-mv-ok"
 
 static const char *
@@ -38,8 +38,8 @@ fx_text(unsigned long fx)
 
 /* Failure of an SFTP call on path: the server's status if it sent one. */
 static int
-sftp_fail(struct ssh_conn *c, struct dbpki_err *e, const char *what,
-    const char *path)
+sftp_fail(
+    struct ssh_conn *c, struct dbpki_err *e, const char *what, const char *path)
 {
 	char ctx[1200];
 	unsigned long fx;
@@ -47,27 +47,29 @@ sftp_fail(struct ssh_conn *c, struct dbpki_err *e, const char *what,
 	if (libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_SFTP_PROTOCOL &&
 	    c->sftp != NULL) {
 		fx = libssh2_sftp_last_error(c->sftp);
-		return err_set(e, DBPKI_E_SSH, "%s: %s %s: %s (SFTP status %lu)",
-		    c->where, what, path, fx_text(fx), fx);
+		return err_set(e, DBPKI_E_SSH,
+		    "%s: %s %s: %s (SFTP status %lu)", c->where, what, path,
+		    fx_text(fx), fx);
 	}
 	util_fmt(ctx, sizeof(ctx), "%s %s", what, path);
 	return ssh_fail(c, e, DBPKI_E_SSH, ctx);
 }
 
 static int
-sftp_ready(struct ssh_conn *c, int64_t deadline, const char *what,
-    struct dbpki_err *e)
+sftp_ready(
+    struct ssh_conn *c, int64_t deadline, const char *what, struct dbpki_err *e)
 {
 	int r;
 
 	if (c->sftp != NULL)
 		return 0;
 	while ((c->sftp = libssh2_sftp_init(c->s)) == NULL &&
-	    libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_EAGAIN)
+	       libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_EAGAIN)
 		if ((r = ssh_wait(c, deadline, 0, what, e)) != 0)
 			return r;
 	if (c->sftp == NULL)
-		return ssh_fail(c, e, DBPKI_E_SSH, "cannot start SFTP (is the "
+		return ssh_fail(c, e, DBPKI_E_SSH,
+		    "cannot start SFTP (is the "
 		    "sftp subsystem enabled in the node's sshd_config?)");
 	return 0;
 }
@@ -81,28 +83,29 @@ sftp_stat(struct ssh_conn *c, const char *path, int lnk,
 	int rc, r;
 
 	while ((rc = libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path),
-	    lnk ? LIBSSH2_SFTP_LSTAT : LIBSSH2_SFTP_STAT, a)) ==
-	    LIBSSH2_ERROR_EAGAIN)
+		    lnk ? LIBSSH2_SFTP_LSTAT : LIBSSH2_SFTP_STAT, a)) ==
+	       LIBSSH2_ERROR_EAGAIN)
 		if ((r = ssh_wait(c, deadline, 0, what, e)) != 0)
 			return r;
 	if (rc == 0)
 		return 1;
 	if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL &&
 	    (libssh2_sftp_last_error(c->sftp) == LIBSSH2_FX_NO_SUCH_FILE ||
-	    libssh2_sftp_last_error(c->sftp) == LIBSSH2_FX_NO_SUCH_PATH))
+		libssh2_sftp_last_error(c->sftp) == LIBSSH2_FX_NO_SUCH_PATH))
 		return 0;
 	return sftp_fail(c, e, "cannot stat", path);
 }
 
 static int
-check_path(struct ssh_conn *c, const char *path, int mode,
-    struct dbpki_err *e)
+check_path(struct ssh_conn *c, const char *path, int mode, struct dbpki_err *e)
 {
 	size_t n = strlen(path);
 
 	if (!util_valid_abspath(path) || n < 2 || path[n - 1] == '/')
-		return err_set(e, DBPKI_E_CONFIG, "%s: remote path '%.200s' is "
-		    "not a valid absolute file path", c->where, path);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: remote path '%.200s' is "
+		    "not a valid absolute file path",
+		    c->where, path);
 	if (mode < 0 || (mode & ~07777) != 0)
 		return err_set(e, DBPKI_E_CONFIG, "%s: bad mode %o for %s",
 		    c->where, (unsigned)mode, path);
@@ -119,8 +122,9 @@ mkdir_one(struct ssh_conn *c, const char *dir, int mode, int64_t deadline,
 	if ((r = sftp_stat(c, dir, 0, &a, deadline, what, e)) < 0)
 		return r;
 	if (r == 0) {
-		while ((rc = libssh2_sftp_mkdir_ex(c->sftp, dir,
-		    (unsigned)strlen(dir), mode)) == LIBSSH2_ERROR_EAGAIN)
+		while (
+		    (rc = libssh2_sftp_mkdir_ex(c->sftp, dir,
+			 (unsigned)strlen(dir), mode)) == LIBSSH2_ERROR_EAGAIN)
 			if ((r = ssh_wait(c, deadline, 0, what, e)) != 0)
 				return r;
 		if (rc == 0)
@@ -132,14 +136,15 @@ mkdir_one(struct ssh_conn *c, const char *dir, int mode, int64_t deadline,
 			return sftp_fail(c, e, "cannot create directory", dir);
 	}
 	if (!LIBSSH2_SFTP_S_ISDIR(a.permissions))
-		return err_set(e, DBPKI_E_SSH, "%s: %s exists and is not a "
-		    "directory", c->where, dir);
+		return err_set(e, DBPKI_E_SSH,
+		    "%s: %s exists and is not a "
+		    "directory",
+		    c->where, dir);
 	return 0;
 }
 
 int
-ssh_mkdir(struct ssh_conn *c, const char *path, int mode,
-    struct dbpki_err *e)
+ssh_mkdir(struct ssh_conn *c, const char *path, int mode, struct dbpki_err *e)
 {
 	char buf[CFG_PATH], what[96];
 	int64_t deadline;
@@ -149,12 +154,14 @@ ssh_mkdir(struct ssh_conn *c, const char *path, int mode,
 	if ((r = ssh_usable(c, e)) != 0 || (r = check_path(c, path, mode, e)))
 		return r;
 	deadline = ssh_deadline(c->node->ssh.command_timeout);
-	util_fmt(what, sizeof(what), "after %llds creating a directory "
-	    "(command_timeout)", (long long)c->node->ssh.command_timeout);
+	util_fmt(what, sizeof(what),
+	    "after %llds creating a directory "
+	    "(command_timeout)",
+	    (long long)c->node->ssh.command_timeout);
 	if ((r = sftp_ready(c, deadline, what, e)) != 0)
 		return r;
 	util_fmt(buf, sizeof(buf), "%s", path);
-	for (p = buf + 1; ; p++) {
+	for (p = buf + 1;; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;
 		if (*p == '/' && p[-1] == '/')
@@ -206,9 +213,11 @@ seal(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h, int mode, const char *tmp,
 			return r;
 	if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL &&
 	    libssh2_sftp_last_error(c->sftp) == LIBSSH2_FX_OP_UNSUPPORTED)
-		return err_set(e, DBPKI_E_SSH, "%s: the node's SFTP server "
+		return err_set(e, DBPKI_E_SSH,
+		    "%s: the node's SFTP server "
 		    "cannot fsync (no fsync@openssh.com); refusing to install "
-		    "files that might not survive a crash", c->where);
+		    "files that might not survive a crash",
+		    c->where);
 	if (rc != 0)
 		return sftp_fail(c, e, "cannot fsync", tmp);
 	memset(&a, 0, sizeof(a));
@@ -238,8 +247,8 @@ close_handle(struct ssh_conn *c, LIBSSH2_SFTP_HANDLE *h, const char *tmp,
 }
 
 static int
-replace(struct ssh_conn *c, const char *tmp, const char *path,
-    int64_t deadline, const char *what, struct dbpki_err *e)
+replace(struct ssh_conn *c, const char *tmp, const char *path, int64_t deadline,
+    const char *what, struct dbpki_err *e)
 {
 	struct ssh_result res;
 	char script[2 * CFG_PATH + 64];
@@ -247,9 +256,9 @@ replace(struct ssh_conn *c, const char *tmp, const char *path,
 	int rc, r;
 
 	while ((rc = libssh2_sftp_rename_ex(c->sftp, tmp, (unsigned)strlen(tmp),
-	    path, (unsigned)strlen(path), LIBSSH2_SFTP_RENAME_OVERWRITE |
-	    LIBSSH2_SFTP_RENAME_ATOMIC | LIBSSH2_SFTP_RENAME_NATIVE)) ==
-	    LIBSSH2_ERROR_EAGAIN)
+		    path, (unsigned)strlen(path),
+		    LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC |
+			LIBSSH2_SFTP_RENAME_NATIVE)) == LIBSSH2_ERROR_EAGAIN)
 		if ((r = ssh_wait(c, deadline, 0, what, e)) != 0)
 			return r;
 	if (rc == 0)
@@ -257,9 +266,12 @@ replace(struct ssh_conn *c, const char *tmp, const char *path,
 	if (rc != LIBSSH2_ERROR_SFTP_PROTOCOL)
 		return sftp_fail(c, e, "cannot rename", tmp);
 	/* Both paths passed util_valid_abspath(): no quote can occur. */
-	if (util_fmt(script, sizeof(script), "mv -f -T -- '%s' '%s' && "
-	    "echo " MV_SENTINEL "\n", tmp, path) != 0)
-		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", c->where);
+	if (util_fmt(script, sizeof(script),
+		"mv -f -T -- '%s' '%s' && "
+		"echo " MV_SENTINEL "\n",
+		tmp, path) != 0)
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s: path too long", c->where);
 	left = (deadline - util_mono_ms()) / 1000;
 	r = ssh_exec_script(c, script, left > 0 ? left : 1, &res, e);
 	if (r == 0 && !ssh_result_ok(&res, MV_SENTINEL)) {
@@ -269,9 +281,10 @@ replace(struct ssh_conn *c, const char *tmp, const char *path,
 
 		log_sanitize(clean, sizeof(clean), res.out + from,
 		    res.out_len - from, 0);
-		r = err_set(e, DBPKI_E_SSH, "%s: cannot move %s over %s "
-		    "(exit %d): %s", c->where, tmp, path, res.exit_status,
-		    clean);
+		r = err_set(e, DBPKI_E_SSH,
+		    "%s: cannot move %s over %s "
+		    "(exit %d): %s",
+		    c->where, tmp, path, res.exit_status, clean);
 	}
 	ssh_result_free(&res);
 	return r;
@@ -287,14 +300,19 @@ verify(struct ssh_conn *c, const char *path, size_t len, int mode,
 	if ((r = sftp_stat(c, path, 1, &a, deadline, what, e)) < 0)
 		return r;
 	if (r == 0)
-		return err_set(e, DBPKI_E_SSH, "%s: %s is missing right after "
-		    "the upload", c->where, path);
+		return err_set(e, DBPKI_E_SSH,
+		    "%s: %s is missing right after "
+		    "the upload",
+		    c->where, path);
 	if (!LIBSSH2_SFTP_S_ISREG(a.permissions) ||
 	    (a.flags & LIBSSH2_SFTP_ATTR_SIZE) == 0 || a.filesize != len ||
 	    (int)(a.permissions & 07777) != mode)
-		return err_set(e, DBPKI_E_SSH, "%s: %s after the upload: type/"
-		    "mode %06lo, size %llu; expected a regular file, mode %04o, "
-		    "%zu bytes", c->where, path, a.permissions,
+		return err_set(e, DBPKI_E_SSH,
+		    "%s: %s after the upload: type/"
+		    "mode %06lo, size %llu; expected a regular file, mode "
+		    "%04o, "
+		    "%zu bytes",
+		    c->where, path, a.permissions,
 		    (unsigned long long)a.filesize, (unsigned)mode, len);
 	return 0;
 }
@@ -308,9 +326,9 @@ unlink_tmp(struct ssh_conn *c, const char *tmp)
 	if (c->broken || c->sftp == NULL)
 		return;
 	while (libssh2_sftp_unlink_ex(c->sftp, tmp, (unsigned)strlen(tmp)) ==
-	    LIBSSH2_ERROR_EAGAIN)
+	       LIBSSH2_ERROR_EAGAIN)
 		if (ssh_wait(c, grace, 0, "removing the temporary file",
-		    &ignored) != 0)
+			&ignored) != 0)
 			return;
 }
 
@@ -325,10 +343,11 @@ temp_name(struct ssh_conn *c, const char *path, char *tmp, size_t tmpsz,
 	if (getentropy(rnd, sizeof(rnd)) != 0)
 		return err_sys(e, "%s: getentropy", c->where);
 	util_hex(rnd, sizeof(rnd), hex);
-	if (util_fmt(tmp, tmpsz, "%.*s/.%s.dbpki.%s", (int)(slash - path),
-	    path, slash + 1, hex) != 0 || !util_valid_abspath(tmp))
-		return err_set(e, DBPKI_E_CONFIG, "%s: path too long: %s",
-		    c->where, path);
+	if (util_fmt(tmp, tmpsz, "%.*s/.%s.dbpki.%s", (int)(slash - path), path,
+		slash + 1, hex) != 0 ||
+	    !util_valid_abspath(tmp))
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s: path too long: %s", c->where, path);
 	return 0;
 }
 
@@ -346,20 +365,24 @@ ssh_upload(struct ssh_conn *c, const char *remote_path, const void *data,
 	    (r = temp_name(c, remote_path, tmp, sizeof(tmp), e)) != 0)
 		return r;
 	deadline = ssh_deadline(c->node->ssh.command_timeout);
-	util_fmt(what, sizeof(what), "after %llds uploading a file "
-	    "(command_timeout)", (long long)c->node->ssh.command_timeout);
+	util_fmt(what, sizeof(what),
+	    "after %llds uploading a file "
+	    "(command_timeout)",
+	    (long long)c->node->ssh.command_timeout);
 	if ((r = sftp_ready(c, deadline, what, e)) != 0)
 		return r;
 	/* EXCL: never reuse or follow a file someone else put there. */
 	while ((h = libssh2_sftp_open_ex(c->sftp, tmp, (unsigned)strlen(tmp),
-	    LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600,
-	    LIBSSH2_SFTP_OPENFILE)) == NULL &&
-	    libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_EAGAIN)
+		    LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL,
+		    0600, LIBSSH2_SFTP_OPENFILE)) == NULL &&
+	       libssh2_session_last_errno(c->s) == LIBSSH2_ERROR_EAGAIN)
 		if ((r = ssh_wait(c, deadline, 0, what, e)) != 0)
 			return r;
 	if (h == NULL)
-		return sftp_fail(c, e, "cannot create (does the directory "
-		    "exist?)", tmp);
+		return sftp_fail(c, e,
+		    "cannot create (does the directory "
+		    "exist?)",
+		    tmp);
 	created = 1;
 	r = write_all(c, h, data, len, tmp, deadline, what, e);
 	if (r == 0)

@@ -34,8 +34,8 @@ tpl_valid_slot_name(const char *s)
 	if (n == 0 || n > TPL_NAME_MAX)
 		return 0;
 	for (i = 0; i < n; i++)
-		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
-		    s[i] == '_'))
+		if (!(islower((unsigned char)s[i]) ||
+			isdigit((unsigned char)s[i]) || s[i] == '_'))
 			return 0;
 	return 1;
 }
@@ -48,8 +48,9 @@ tpl_valid_action_name(const char *s)
 	if (n == 0 || n > 63 || s[0] == '-')
 		return 0;
 	for (i = 0; i < n; i++)
-		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
-		    s[i] == '_' || s[i] == '-'))
+		if (!(islower((unsigned char)s[i]) ||
+			isdigit((unsigned char)s[i]) || s[i] == '_' ||
+			s[i] == '-'))
 			return 0;
 	return 1;
 }
@@ -60,7 +61,8 @@ valid_raw_value(const char *s)
 	if (*s == '\0')
 		return 0;
 	for (; *s != '\0'; s++)
-		if (!isalnum((unsigned char)*s) && strchr(TPL_RAW_CHARS, *s) == NULL)
+		if (!isalnum((unsigned char)*s) &&
+		    strchr(TPL_RAW_CHARS, *s) == NULL)
 			return 0;
 	return 1;
 }
@@ -81,22 +83,25 @@ vars_find(const struct tpl_vars *v, const char *name, size_t namelen)
  * newline would be safe inside '...' but breaks line-oriented scripts and
  * logs; the rest are never legitimate in inventory values. */
 static int
-check_value(const char *name, const char *value, size_t len,
-    struct dbpki_err *e)
+check_value(
+    const char *name, const char *value, size_t len, struct dbpki_err *e)
 {
 	size_t i;
 	unsigned char c;
 
 	if (len > TPL_VALUE_MAX)
 		return err_set(e, DBPKI_E_CONFIG,
-		    "template slot {{%s}}: value too long (%zu bytes, at most %d)",
+		    "template slot {{%s}}: value too long (%zu bytes, at most "
+		    "%d)",
 		    name, len, TPL_VALUE_MAX);
 	for (i = 0; i < len; i++) {
 		c = (unsigned char)value[i];
 		if (c < 0x20 || c == 0x7f)
 			return err_set(e, DBPKI_E_CONFIG,
-			    "template slot {{%s}}: value has control byte 0x%02x "
-			    "at offset %zu; refusing to put it into a node script",
+			    "template slot {{%s}}: value has control byte "
+			    "0x%02x "
+			    "at offset %zu; refusing to put it into a node "
+			    "script",
 			    name, c, i);
 	}
 	return 0;
@@ -127,7 +132,8 @@ tpl_vars_setn(struct tpl_vars *v, const char *name, const char *value,
 	}
 	if (v->n == v->cap) {
 		ncap = v->cap == 0 ? 16 : v->cap * 2;
-		if ((grown = reallocarray(v->v, ncap, sizeof(*grown))) == NULL) {
+		if ((grown = reallocarray(v->v, ncap, sizeof(*grown))) ==
+		    NULL) {
 			free(copy);
 			return err_set(e, DBPKI_E_NOMEM, "out of memory");
 		}
@@ -216,7 +222,7 @@ tbuf_quote(struct tbuf *b, const char *s)
 int
 tpl_shell_quote(const char *s, char **out, struct dbpki_err *e)
 {
-	struct tbuf b = { 0 };
+	struct tbuf b = {0};
 
 	*out = NULL;
 	if (tbuf_quote(&b, s) != 0) {
@@ -262,7 +268,8 @@ render_slot(struct tbuf *b, const char *p, const char *origin, int line,
 	close = strstr(inner, "}}");
 	if (close == NULL || (eol != NULL && close > eol))
 		return err_set(e, DBPKI_E_CONFIG,
-		    "%s:%d: unterminated \"{{\": a slot is {{name}} on one line",
+		    "%s:%d: unterminated \"{{\": a slot is {{name}} on one "
+		    "line",
 		    origin, line);
 	raw = *inner == '!';
 	name = inner + raw;
@@ -272,8 +279,8 @@ render_slot(struct tbuf *b, const char *p, const char *origin, int line,
 	    strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != namelen)
 		return err_set(e, DBPKI_E_CONFIG,
 		    "%s:%d: {{%s}}: a slot name must be [a-z0-9_]+ (at most %d "
-		    "characters), optionally after '!'", origin, line, shown,
-		    TPL_NAME_MAX);
+		    "characters), optionally after '!'",
+		    origin, line, shown, TPL_NAME_MAX);
 	if ((slot = vars_find(v, name, namelen)) == NULL) {
 		known_names(v, known, sizeof(known));
 		return err_set(e, DBPKI_E_CONFIG,
@@ -284,9 +291,10 @@ render_slot(struct tbuf *b, const char *p, const char *origin, int line,
 		return err_set(e, DBPKI_E_CONFIG,
 		    "%s:%d: {{%s}}: value \"%.80s\" is not a plain word of "
 		    "[A-Za-z0-9%s] and cannot go in unquoted; use {{%s}}",
-		    origin, line, shown, slot->value, TPL_RAW_CHARS, slot->name);
-	if ((raw ? tbuf_add(b, slot->value, strlen(slot->value)) :
-	    tbuf_quote(b, slot->value)) != 0)
+		    origin, line, shown, slot->value, TPL_RAW_CHARS,
+		    slot->name);
+	if ((raw ? tbuf_add(b, slot->value, strlen(slot->value))
+		 : tbuf_quote(b, slot->value)) != 0)
 		return err_set(e, DBPKI_E_NOMEM, "out of memory");
 	*next = close + 2;
 	return 0;
@@ -296,7 +304,7 @@ int
 tpl_render(const char *text, const char *origin, const struct tpl_vars *v,
     char **out, struct dbpki_err *e)
 {
-	struct tbuf b = { 0 };
+	struct tbuf b = {0};
 	const char *p = text, *open;
 	int line = 1, r;
 
@@ -365,11 +373,13 @@ find_in_checkout(const char *kind, char *out, size_t outsz)
 		cut_last(dir);
 		if (dir[0] == '\0')
 			return -1;
-		if (util_fmt(probe, sizeof(probe), "%s/include/dbpki", dir) != 0 ||
+		if (util_fmt(probe, sizeof(probe), "%s/include/dbpki", dir) !=
+			0 ||
 		    !is_dir(probe))
 			continue;
 		if (util_fmt(probe, sizeof(probe), "%s/%s",
-		    strcmp(dir, "/") == 0 ? "" : dir, kind) != 0 || !is_dir(probe))
+			strcmp(dir, "/") == 0 ? "" : dir, kind) != 0 ||
+		    !is_dir(probe))
 			continue;
 		return util_fmt(out, outsz, "%s", probe);
 	}
@@ -377,8 +387,8 @@ find_in_checkout(const char *kind, char *out, size_t outsz)
 }
 
 int
-tpl_find_data_dir(const char *kind, char *out, size_t outsz,
-    struct dbpki_err *e)
+tpl_find_data_dir(
+    const char *kind, char *out, size_t outsz, struct dbpki_err *e)
 {
 	char envname[64], installed[PATH_MAX];
 	const char *env;
@@ -392,23 +402,26 @@ tpl_find_data_dir(const char *kind, char *out, size_t outsz,
 	if ((env = getenv(envname)) != NULL && env[0] != '\0') {
 		if (!is_dir(env))
 			return err_set(e, DBPKI_E_CONFIG,
-			    "%s=%.200s: not a directory; point it at dbpki's %s "
-			    "or unset it", envname, env, kind);
+			    "%s=%.200s: not a directory; point it at dbpki's "
+			    "%s "
+			    "or unset it",
+			    envname, env, kind);
 		if (util_fmt(out, outsz, "%s", env) != 0)
-			return err_set(e, DBPKI_E_CONFIG, "%s: path too long",
-			    envname);
+			return err_set(
+			    e, DBPKI_E_CONFIG, "%s: path too long", envname);
 		return 0;
 	}
 	if (find_in_checkout(kind, out, outsz) == 0)
 		return 0;
 	if (util_fmt(installed, sizeof(installed), "%s/%s", DBPKI_DATADIR,
-	    kind) == 0 && is_dir(installed) &&
-	    util_fmt(out, outsz, "%s", installed) == 0)
+		kind) == 0 &&
+	    is_dir(installed) && util_fmt(out, outsz, "%s", installed) == 0)
 		return 0;
 	return err_set(e, DBPKI_E_CONFIG,
 	    "cannot find dbpki's %s: %s is not set, the binary is not in a "
 	    "source checkout, and %s does not exist; run `make install` or set "
-	    "%s", kind, envname, installed, envname);
+	    "%s",
+	    kind, envname, installed, envname);
 }
 
 int
@@ -424,14 +437,15 @@ tpl_render_file(const char *platform, const char *action,
 	if (!tpl_valid_action_name(platform) || !tpl_valid_action_name(action))
 		return err_set(e, DBPKI_E_CONFIG,
 		    "template name %.64s/%.64s: platform and action must be "
-		    "[a-z0-9_-]+", platform, action);
+		    "[a-z0-9_-]+",
+		    platform, action);
 	if ((r = tpl_find_data_dir("templates", dir, sizeof(dir), e)) != 0)
 		return r;
-	if (util_fmt(path, sizeof(path), "%s/%s/%s.sh", dir, platform,
-	    action) != 0)
+	if (util_fmt(
+		path, sizeof(path), "%s/%s/%s.sh", dir, platform, action) != 0)
 		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", dir);
 	if ((r = util_read_file(path, UTIL_MAX_INPUT,
-	    UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, &len, e)) != 0)
+		 UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, &len, e)) != 0)
 		return err_wrap(e, "template for action %s on platform %s",
 		    action, platform);
 	if (strlen(text) != len)

@@ -32,14 +32,17 @@ check_stat(const char *path, const struct stat *st, size_t max, int flags,
     struct dbpki_err *e)
 {
 	if (!S_ISREG(st->st_mode))
-		return err_set(e, DBPKI_E_CONFIG, "%s: not a regular file", path);
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s: not a regular file", path);
 	if ((flags & UTIL_RF_NOTWRITABLE) && (st->st_mode & 022))
 		return err_set(e, DBPKI_E_CONFIG,
-		    "%s: writable by group or others (mode %04o); run: chmod go-w %s",
+		    "%s: writable by group or others (mode %04o); run: chmod "
+		    "go-w %s",
 		    path, (unsigned)(st->st_mode & 07777), path);
 	if ((flags & UTIL_RF_PRIVATE) && (st->st_mode & 077))
 		return err_set(e, DBPKI_E_CONFIG,
-		    "%s: accessible by group or others (mode %04o); run: chmod 600 %s",
+		    "%s: accessible by group or others (mode %04o); run: chmod "
+		    "600 %s",
 		    path, (unsigned)(st->st_mode & 07777), path);
 	if ((size_t)st->st_size > max)
 		return err_set(e, DBPKI_E_CONFIG,
@@ -49,8 +52,8 @@ check_stat(const char *path, const struct stat *st, size_t max, int flags,
 }
 
 int
-util_read_file(const char *path, size_t max, int flags, char **out,
-    size_t *len, struct dbpki_err *e)
+util_read_file(const char *path, size_t max, int flags, char **out, size_t *len,
+    struct dbpki_err *e)
 {
 	struct stat st;
 	char *buf = NULL;
@@ -60,7 +63,7 @@ util_read_file(const char *path, size_t max, int flags, char **out,
 
 	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC |
-	    ((flags & UTIL_RF_NOSYMLINK) ? O_NOFOLLOW : 0));
+			    ((flags & UTIL_RF_NOSYMLINK) ? O_NOFOLLOW : 0));
 	if (fd == -1) {
 		if (errno == ELOOP)
 			return err_set(e, DBPKI_E_CONFIG,
@@ -91,7 +94,8 @@ util_read_file(const char *path, size_t max, int flags, char **out,
 		got += (size_t)n;
 	}
 	if (got > (size_t)st.st_size) {
-		r = err_set(e, DBPKI_E_CONFIG, "%s: changed while reading", path);
+		r = err_set(
+		    e, DBPKI_E_CONFIG, "%s: changed while reading", path);
 		goto out;
 	}
 	buf[got] = '\0';
@@ -119,7 +123,8 @@ split_dir(const char *path, char *dir, size_t dirsz, const char **base)
 		return 0;
 	}
 	if (slash == path)
-		return util_fmt(dir, dirsz, "/") == 0 ? (*base = slash + 1, 0) : -1;
+		return util_fmt(dir, dirsz, "/") == 0 ? (*base = slash + 1, 0)
+						      : -1;
 	if ((size_t)(slash - path) >= dirsz)
 		return -1;
 	memcpy(dir, path, (size_t)(slash - path));
@@ -162,8 +167,8 @@ write_all(int fd, const void *buf, size_t len)
 }
 
 static int
-open_temp(const char *dir, const char *base, mode_t mode, char *tmp,
-    size_t tmpsz)
+open_temp(
+    const char *dir, const char *base, mode_t mode, char *tmp, size_t tmpsz)
 {
 	unsigned char rnd[8];
 	char hex[17];
@@ -173,12 +178,13 @@ open_temp(const char *dir, const char *base, mode_t mode, char *tmp,
 		if (getentropy(rnd, sizeof(rnd)) != 0)
 			return -1;
 		util_hex(rnd, sizeof(rnd), hex);
-		if (util_fmt(tmp, tmpsz, "%s/.%s.%s.tmp", dir, base, hex) != 0) {
+		if (util_fmt(tmp, tmpsz, "%s/.%s.%s.tmp", dir, base, hex) !=
+		    0) {
 			errno = ENAMETOOLONG;
 			return -1;
 		}
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		    mode);
+		fd = open(tmp,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 		if (fd != -1 || errno != EEXIST)
 			return fd;
 	}
@@ -196,7 +202,8 @@ util_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
 	if (split_dir(path, dir, sizeof(dir), &base) != 0 || *base == '\0')
 		return err_set(e, DBPKI_E_SYS, "%s: bad path", path);
 	if ((fd = open_temp(dir, base, mode, tmp, sizeof(tmp))) == -1)
-		return err_sys(e, "cannot create a temporary file beside %s", path);
+		return err_sys(
+		    e, "cannot create a temporary file beside %s", path);
 	/* open() honours the umask; the mode must be exact, never wider. */
 	if (fchmod(fd, mode) == -1 || write_all(fd, buf, len) == -1 ||
 	    fsync(fd) == -1) {
@@ -232,7 +239,8 @@ check_dir(const char *path, struct dbpki_err *e)
 		return err_set(e, DBPKI_E_CONFIG, "%s: not a directory", path);
 	if (st.st_mode & 022)
 		return err_set(e, DBPKI_E_CONFIG,
-		    "%s: writable by group or others (mode %04o); run: chmod go-w %s",
+		    "%s: writable by group or others (mode %04o); run: chmod "
+		    "go-w %s",
 		    path, (unsigned)(st.st_mode & 07777), path);
 	return 0;
 }
@@ -333,7 +341,8 @@ util_valid_ip(const char *s)
 {
 	unsigned char buf[16];
 
-	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+	return inet_pton(AF_INET, s, buf) == 1 ||
+	       inet_pton(AF_INET6, s, buf) == 1;
 }
 
 int
@@ -367,7 +376,8 @@ util_valid_name(const char *s)
 	    s[0] == '-')
 		return 0;
 	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && strchr("_.-", s[i]) == NULL)
+		if (!isalnum((unsigned char)s[i]) &&
+		    strchr("_.-", s[i]) == NULL)
 			return 0;
 	return 1;
 }
@@ -380,10 +390,12 @@ util_valid_abspath(const char *s)
 	if (n == 0 || n > 1024 || s[0] != '/')
 		return 0;
 	for (i = 0; i < n; i++) {
-		if (!isalnum((unsigned char)s[i]) && strchr("_./@+:-", s[i]) == NULL)
+		if (!isalnum((unsigned char)s[i]) &&
+		    strchr("_./@+:-", s[i]) == NULL)
 			return 0;
 		/* A ".." component: at a boundary on both sides. */
-		if (s[i] == '.' && s[i + 1] == '.' && (i == 0 || s[i - 1] == '/') &&
+		if (s[i] == '.' && s[i + 1] == '.' &&
+		    (i == 0 || s[i - 1] == '/') &&
 		    (s[i + 2] == '/' || s[i + 2] == '\0'))
 			return 0;
 	}

@@ -9,10 +9,10 @@
 enum cli_exit {
 	EXIT_DONE = 0,
 	EXIT_FAILED = 1,
-	EXIT_USAGE = 2,     /* usage or inventory error */
-	EXIT_VERIFY = 3,    /* verification failed */
-	EXIT_NOCA = 4,      /* CA not initialised */
-	EXIT_LOCKED = 5,    /* another run holds the lock */
+	EXIT_USAGE = 2,  /* usage or inventory error */
+	EXIT_VERIFY = 3, /* verification failed */
+	EXIT_NOCA = 4,   /* CA not initialised */
+	EXIT_LOCKED = 5, /* another run holds the lock */
 };
 
 /* Map a DBPKI_E_* code to the exit code above. */

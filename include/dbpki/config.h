@@ -13,12 +13,12 @@
 #include "dbpki/err.h"
 
 #define CFG_MAX_NODES 128
-#define CFG_MAX_SAN 32
-#define CFG_NAME 64
-#define CFG_HOST 256
-#define CFG_ADDR 64
-#define CFG_PATH 1025
-#define CFG_TEXT 128
+#define CFG_MAX_SAN   32
+#define CFG_NAME      64
+#define CFG_HOST      256
+#define CFG_ADDR      64
+#define CFG_PATH      1025
+#define CFG_TEXT      128
 
 enum cfg_platform { PLATFORM_POSTGRES, PLATFORM_CMS };
 enum cfg_role { ROLE_PRIMARY, ROLE_REPLICA, ROLE_CLIENT };
@@ -30,12 +30,12 @@ enum cfg_hostkey_policy { HOSTKEY_STRICT, HOSTKEY_ACCEPT_NEW };
 struct cfg_ssh {
 	char user[CFG_NAME];
 	int port;
-	char identity[CFG_PATH];            /* empty: use the SSH agent */
+	char identity[CFG_PATH];                 /* empty: use the SSH agent */
 	char identity_passphrase_file[CFG_PATH]; /* optional */
 	char known_hosts[CFG_PATH];
 	enum cfg_hostkey_policy host_key_policy;
-	int64_t connect_timeout;            /* seconds */
-	int64_t command_timeout;            /* seconds */
+	int64_t connect_timeout; /* seconds */
+	int64_t command_timeout; /* seconds */
 };
 
 /* Settings that [postgres] gives and a [node] may override. */
@@ -54,9 +54,9 @@ struct cfg_node {
 	char host[CFG_HOST];
 	char address[CFG_ADDR];
 	enum cfg_role role;
-	int line;                           /* where [node NAME] starts */
-	struct cfg_ssh ssh;                 /* resolved */
-	struct cfg_pg pg;                   /* resolved */
+	int line;           /* where [node NAME] starts */
+	struct cfg_ssh ssh; /* resolved */
+	struct cfg_pg pg;   /* resolved */
 };
 
 struct cfg_keyspec {
@@ -64,21 +64,21 @@ struct cfg_keyspec {
 };
 
 struct dbpki_cluster {
-	char path[CFG_PATH];                /* the inventory file */
+	char path[CFG_PATH]; /* the inventory file */
 
 	/* [cluster] */
 	char name[CFG_NAME];
 	enum cfg_platform platform;
 	char state_dir[CFG_PATH];
-	int64_t renew_before;               /* seconds */
+	int64_t renew_before; /* seconds */
 	int parallel;
 
 	/* [ca] */
 	char ca_common_name[CFG_TEXT];
 	struct cfg_keyspec ca_key;
-	int64_t ca_validity;                /* seconds */
-	char ca_passphrase_file[CFG_PATH];  /* optional */
-	char ca_passphrase_env[CFG_NAME];   /* optional: name of an env var */
+	int64_t ca_validity;               /* seconds */
+	char ca_passphrase_file[CFG_PATH]; /* optional */
+	char ca_passphrase_env[CFG_NAME];  /* optional: name of an env var */
 
 	/* [server] */
 	struct cfg_keyspec server_key;
@@ -107,13 +107,13 @@ struct dbpki_cluster {
 int cfg_load(const char *path, struct dbpki_cluster *c, struct dbpki_err *e);
 
 /* Same as cfg_load() on an in-memory text; `name` is used in messages. */
-int cfg_load_string(const char *name, const char *text,
-    struct dbpki_cluster *c, struct dbpki_err *e);
+int cfg_load_string(const char *name, const char *text, struct dbpki_cluster *c,
+    struct dbpki_err *e);
 
 /* Lookups and names. */
 const struct cfg_node *cfg_primary(const struct dbpki_cluster *c);
-const struct cfg_node *cfg_node_by_name(const struct dbpki_cluster *c,
-    const char *name);
+const struct cfg_node *cfg_node_by_name(
+    const struct dbpki_cluster *c, const char *name);
 int cfg_is_database(const struct cfg_node *n); /* primary or replica */
 const char *cfg_role_name(enum cfg_role r);
 const char *cfg_platform_name(enum cfg_platform p);

@@ -49,8 +49,8 @@ void engine_journal_close(struct engine_journal *j, const char *result);
 /* The newest journal in state_dir/journal that has no run-end line: its id
  * and playbook into the buffers (CFG_NAME bytes each).  1 if found, 0 if
  * none, <0 on error. */
-int engine_journal_unfinished(const char *state_dir, char *id, char *playbook,
-    struct dbpki_err *e);
+int engine_journal_unfinished(
+    const char *state_dir, char *id, char *playbook, struct dbpki_err *e);
 
 /* ---- fan-out (engine_pool.c) ------------------------------------------- */
 
@@ -62,9 +62,9 @@ int engine_pool_run(int n, int parallel, void (*fn)(int i, void *arg),
 /* ---- runs (engine.c, engine_plan.c) ------------------------------------ */
 
 struct engine_opts {
-	int json;                       /* --json: events on stdout */
-	int force;                      /* renew --force */
-	const char *skip[CFG_MAX_NODES];/* --skip-node NAME (deliberate) */
+	int json;                        /* --json: events on stdout */
+	int force;                       /* renew --force */
+	const char *skip[CFG_MAX_NODES]; /* --skip-node NAME (deliberate) */
 	int n_skip;
 };
 
@@ -83,7 +83,7 @@ int engine_run(const struct dbpki_cluster *c, const char *name,
  * (serial, days left), TLS, and replication state and lag.  Text or one
  * JSON object on out.  DBPKI_E_VERIFY when any node needs attention (down,
  * wrong role, expiring within renew_before, replica not streaming). */
-int engine_status(const struct dbpki_cluster *c, int json, FILE *out,
-    struct dbpki_err *e);
+int engine_status(
+    const struct dbpki_cluster *c, int json, FILE *out, struct dbpki_err *e);
 
 #endif

@@ -31,7 +31,7 @@ struct engine_node {
 	const struct cfg_node *n;
 	struct ssh_conn *conn;
 	struct pki_release rel;
-	int skipped;            /* --skip-node */
+	int skipped; /* --skip-node */
 	struct engine_result res[PB_MAX_STEPS];
 };
 
@@ -43,7 +43,7 @@ struct engine_run {
 	int n;
 	struct engine_journal journal;
 	char release_id[64];
-	pthread_mutex_t mu;     /* output and journal */
+	pthread_mutex_t mu; /* output and journal */
 };
 
 /* Template variables for node n (see docs/playbooks.md for the list). */
@@ -79,7 +79,7 @@ void engine_pg_target(const struct dbpki_cluster *c, const struct cfg_node *n,
     const struct verify_files *vf, struct pg_target *t);
 
 /* Verification through libpq (engine_verify.c). */
-int engine_verify(struct engine_run *r, const struct pb_step *s,
-    struct dbpki_err *e);
+int engine_verify(
+    struct engine_run *r, const struct pb_step *s, struct dbpki_err *e);
 
 #endif

@@ -30,8 +30,8 @@ void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Copy at most srclen bytes of untrusted text into dst (NUL-terminated,
  * truncated to dstsz), escaping control bytes and non-ASCII as \xNN and
  * keeping newlines only if keep_nl.  Returns dst. */
-char *log_sanitize(char *dst, size_t dstsz, const char *src, size_t srclen,
-    int keep_nl);
+char *log_sanitize(
+    char *dst, size_t dstsz, const char *src, size_t srclen, int keep_nl);
 
 /* Write s as a JSON string literal (with quotes) to f. */
 void log_json_string(FILE *f, const char *s);

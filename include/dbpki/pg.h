@@ -33,7 +33,8 @@
 /* Where and how to connect.  Only the pointers are borrowed; the strings
  * must stay valid for the duration of the call. */
 struct pg_target {
-	const char *host;        /* required: the name the server cert's SAN must hold */
+	const char
+	    *host; /* required: the name the server cert's SAN must hold */
 	const char *hostaddr;    /* optional: IP to connect to, so no DNS lookup
 	                          * happens; `host` is still what is verified */
 	int port;                /* 0 means 5432 */
@@ -55,32 +56,34 @@ struct pg_target {
 #define PG_SERIAL_HEX 64
 
 struct pg_probe {
-	int in_recovery;                /* pg_is_in_recovery(): 1 replica, 0 primary */
+	int in_recovery; /* pg_is_in_recovery(): 1 replica, 0 primary */
 	char serial_hex[PG_SERIAL_HEX]; /* served certificate, see above */
-	int64_t not_after;              /* served certificate, seconds since epoch */
-	char sha256_hex[65];            /* SHA-256 of its DER, lower-case, no colons */
-	char subject[256];              /* RFC 2253 one-line subject, sanitized */
-	char protocol[32];              /* PQsslAttribute "protocol", e.g. TLSv1.3 */
-	char cipher[64];                /* PQsslAttribute "cipher" */
-	int server_version;             /* PQserverVersion(), e.g. 150018 */
-	int verify_ok;                  /* SSL_get_verify_result() == X509_V_OK */
+	int64_t not_after;   /* served certificate, seconds since epoch */
+	char sha256_hex[65]; /* SHA-256 of its DER, lower-case, no colons */
+	char subject[256];   /* RFC 2253 one-line subject, sanitized */
+	char protocol[32];   /* PQsslAttribute "protocol", e.g. TLSv1.3 */
+	char cipher[64];     /* PQsslAttribute "cipher" */
+	int server_version;  /* PQserverVersion(), e.g. 150018 */
+	int verify_ok;       /* SSL_get_verify_result() == X509_V_OK */
 };
 
 /* Connect to t with verify-full and the client certificate, read the
  * certificate the server actually presented (PQsslStruct + OpenSSL) and ask
  * pg_is_in_recovery().  On success returns 0 and fills *out completely; on
  * failure returns a negative code, *out is zeroed, and e says why. */
-int pg_probe_node(const struct pg_target *t, struct pg_probe *out,
-    struct dbpki_err *e);
+int pg_probe_node(
+    const struct pg_target *t, struct pg_probe *out, struct dbpki_err *e);
 
 /* One row of pg_stat_replication joined with pg_stat_ssl on pid. */
 struct pg_repl {
 	char application_name[64];
-	char client_addr[64];   /* "" for a unix-socket walsender */
-	char state[32];         /* "streaming", "catchup", ...; "" if hidden */
-	int ssl;                /* pg_stat_ssl.ssl for that walsender */
-	char ssl_client_dn[256];/* pg_stat_ssl.client_dn, e.g. "/CN=postgres" */
-	int64_t replay_lag_bytes; /* current WAL position - replay_lsn; -1 unknown */
+	char client_addr[64]; /* "" for a unix-socket walsender */
+	char state[32];       /* "streaming", "catchup", ...; "" if hidden */
+	int ssl;              /* pg_stat_ssl.ssl for that walsender */
+	char
+	    ssl_client_dn[256]; /* pg_stat_ssl.client_dn, e.g. "/CN=postgres" */
+	int64_t
+	    replay_lag_bytes; /* current WAL position - replay_lsn; -1 unknown */
 };
 
 /* List the walsenders of `primary` (connected as with pg_probe_node).  The
@@ -100,7 +103,7 @@ int pg_replication(const struct pg_target *primary, struct pg_repl **rows,
  * are streaming; otherwise DBPKI_E_VERIFY with a message naming each
  * missing replica and what was seen instead (its state and ssl flag, or
  * "absent", and the walsenders present), or the last connection error. */
-int pg_wait_streaming(const struct pg_target *primary,
-    const char *const *names, int n, int timeout_s, struct dbpki_err *e);
+int pg_wait_streaming(const struct pg_target *primary, const char *const *names,
+    int n, int timeout_s, struct dbpki_err *e);
 
 #endif

@@ -27,10 +27,10 @@
 #include "dbpki/err.h"
 
 #define PKI_SERIAL_BYTES 20
-#define PKI_SERIAL_HEX (2 * PKI_SERIAL_BYTES + 1) /* lower-case hex + NUL */
-#define PKI_SHA256_HEX 65                          /* lower-case hex + NUL */
-#define PKI_MAX_SAN (2 * CFG_MAX_NODES + CFG_MAX_SAN)
-#define PKI_BUNDLE_MAX 10
+#define PKI_SERIAL_HEX   (2 * PKI_SERIAL_BYTES + 1) /* lower-case hex + NUL */
+#define PKI_SHA256_HEX   65                         /* lower-case hex + NUL */
+#define PKI_MAX_SAN      (2 * CFG_MAX_NODES + CFG_MAX_SAN)
+#define PKI_BUNDLE_MAX   10
 /* notBefore is set this far in the past, so a node whose clock is a little
  * behind the admin host's does not reject a fresh certificate. */
 #define PKI_BACKDATE (5 * 60)
@@ -42,16 +42,15 @@ enum pki_purpose { PKI_PURPOSE_ANY, PKI_PURPOSE_SERVER, PKI_PURPOSE_CLIENT };
 
 /* Generate a fresh key of the given algorithm.  Caller frees *out with
  * EVP_PKEY_free. */
-int pki_key_generate(enum cfg_key_alg alg, EVP_PKEY **out,
-    struct dbpki_err *e);
+int pki_key_generate(enum cfg_key_alg alg, EVP_PKEY **out, struct dbpki_err *e);
 
 /* Which of our four algorithms k is; -1 if none (e.g. RSA 2048, Ed25519). */
 int pki_key_alg(const EVP_PKEY *k, enum cfg_key_alg *out);
 
 /* Human description of any key: "EC P-256", "RSA 3072", "ED25519 256".
  * Also the type and size separately when type/bits are not NULL. */
-void pki_key_describe(const EVP_PKEY *k, char *out, size_t outsz,
-    const char **type, int *bits);
+void pki_key_describe(
+    const EVP_PKEY *k, char *out, size_t outsz, const char **type, int *bits);
 
 /* Digest to sign with, chosen by the signing key: SHA-384 for P-384 and
  * RSA 4096, SHA-256 otherwise. */
@@ -70,8 +69,8 @@ int pki_key_from_pem(const void *buf, size_t len, const char *pass,
     const char *what, EVP_PKEY **out, struct dbpki_err *e);
 
 /* Read a private key file (must not be readable by group or others). */
-int pki_key_load_pem(const char *path, const char *pass, EVP_PKEY **out,
-    struct dbpki_err *e);
+int pki_key_load_pem(
+    const char *path, const char *pass, EVP_PKEY **out, struct dbpki_err *e);
 
 /* ---- certificates (pki_cert.c) ---------------------------------------- */
 
@@ -82,7 +81,8 @@ struct pki_spec {
 	char cn[CFG_HOST];
 	const char *san[PKI_MAX_SAN];
 	int n_san;
-	int64_t validity; /* seconds from now; capped at the issuer's notAfter */
+	int64_t
+	    validity; /* seconds from now; capped at the issuer's notAfter */
 };
 
 /* Issue a certificate for pub, signed by issuer_key.  For PKI_PROFILE_CA
@@ -94,14 +94,14 @@ int pki_cert_build(const struct pki_spec *s, EVP_PKEY *pub, X509 *issuer,
     EVP_PKEY *issuer_key, X509 **out, struct dbpki_err *e);
 
 /* Add the entries of s->san (typed DNS or IP) to a fresh GENERAL_NAMES. */
-int pki_san_build(const struct pki_spec *s, GENERAL_NAMES **out,
-    struct dbpki_err *e);
+int pki_san_build(
+    const struct pki_spec *s, GENERAL_NAMES **out, struct dbpki_err *e);
 
 /* PEM in and out.  pki_cert_to_pem: *out is a heap buffer, caller free()s. */
-int pki_cert_to_pem(X509 *x, unsigned char **out, size_t *len,
+int pki_cert_to_pem(
+    X509 *x, unsigned char **out, size_t *len, struct dbpki_err *e);
+int pki_cert_from_pem(const void *buf, size_t len, const char *what, X509 **out,
     struct dbpki_err *e);
-int pki_cert_from_pem(const void *buf, size_t len, const char *what,
-    X509 **out, struct dbpki_err *e);
 int pki_cert_load_pem(const char *path, X509 **out, struct dbpki_err *e);
 
 /* Serial as lower-case hex of the integer's bytes (40 digits for our
@@ -139,8 +139,8 @@ int pki_csr_build(const struct pki_spec *s, EVP_PKEY *key, X509_REQ **out,
 /* Check req's self-signature and key type, then take its CN and SANs into
  * s (strings copied into names[], which must outlive s).  SANs that are not
  * DNS names or IP addresses, or fail validation, are refused. */
-int pki_csr_read_spec(X509_REQ *req, struct pki_spec *s,
-    char names[][CFG_HOST], int max_names, struct dbpki_err *e);
+int pki_csr_read_spec(X509_REQ *req, struct pki_spec *s, char names[][CFG_HOST],
+    int max_names, struct dbpki_err *e);
 
 /* ---- inspect / verify (pki_inspect.c) ---------------------------------- */
 
@@ -151,15 +151,15 @@ void pki_inspect_print(FILE *f, X509 *x, int json);
 
 /* Read a PEM bundle of 1..PKI_BUNDLE_MAX certificates.  Caller frees *out
  * with sk_X509_pop_free(*out, X509_free). */
-int pki_bundle_load(const char *path, STACK_OF(X509) **out,
-    struct dbpki_err *e);
+int pki_bundle_load(
+    const char *path, STACK_OF(X509) * *out, struct dbpki_err *e);
 
 /* Verify leaf against bundle at time `at` (0 = now).  Self-signed bundle
  * certificates are the trust anchors, the others may serve as
  * intermediates.  With host != NULL, the SANs must cover it.  On failure
  * returns DBPKI_E_VERIFY with the reason in e ("expired", "not yet valid",
  * "unknown issuer", "bad signature", "wrong purpose", "name not in SAN"). */
-int pki_verify(X509 *leaf, STACK_OF(X509) *bundle, enum pki_purpose purpose,
+int pki_verify(X509 *leaf, STACK_OF(X509) * bundle, enum pki_purpose purpose,
     const char *host, int64_t at, struct dbpki_err *e);
 
 /* ---- the store (pki_store.c) ------------------------------------------- */
@@ -170,11 +170,11 @@ enum pki_status { PKI_ACTIVE, PKI_SUPERSEDED, PKI_REVOKED };
 struct pki_entry {
 	char serial[PKI_SERIAL_HEX];
 	enum pki_status status;
-	char kind[16];   /* "ca", "server", "client", "signed" */
+	char kind[16];       /* "ca", "server", "client", "signed" */
 	char node[CFG_NAME]; /* node name; "*" shared server; "-" none */
 	char not_before[32];
 	char not_after[32];
-	char key[16];    /* "ec:P-256", ... */
+	char key[16]; /* "ec:P-256", ... */
 	char subject[CFG_HOST + 8];
 };
 
@@ -192,27 +192,27 @@ int pki_store_prepare(const struct dbpki_cluster *c, struct dbpki_err *e);
 
 /* Load index.tsv (a missing file is an empty index); free with
  * pki_index_free.  Save rewrites it atomically. */
-int pki_index_load(const struct dbpki_cluster *c, struct pki_index *idx,
-    struct dbpki_err *e);
+int pki_index_load(
+    const struct dbpki_cluster *c, struct pki_index *idx, struct dbpki_err *e);
 int pki_index_save(const struct dbpki_cluster *c, const struct pki_index *idx,
     struct dbpki_err *e);
 void pki_index_free(struct pki_index *idx);
-int pki_index_add(struct pki_index *idx, const struct pki_entry *ent,
-    struct dbpki_err *e);
+int pki_index_add(
+    struct pki_index *idx, const struct pki_entry *ent, struct dbpki_err *e);
 /* The active entry of that kind and node, or NULL. */
-struct pki_entry *pki_index_active(struct pki_index *idx, const char *kind,
-    const char *node);
+struct pki_entry *pki_index_active(
+    struct pki_index *idx, const char *kind, const char *node);
 /* Fill an entry from a certificate. */
-void pki_entry_fill(struct pki_entry *ent, X509 *x, const char *kind,
-    const char *node);
+void pki_entry_fill(
+    struct pki_entry *ent, X509 *x, const char *kind, const char *node);
 const char *pki_status_name(enum pki_status s);
 
 /* The CA passphrase from ca_passphrase_file (a private regular file, not a
  * symlink; one trailing newline stripped) or from the environment variable
  * named by ca_passphrase_env.  *out is NULL when neither is configured.
  * Caller frees with util_freezero(*out, strlen(*out) + 1). */
-int pki_passphrase(const struct dbpki_cluster *c, char **out,
-    struct dbpki_err *e);
+int pki_passphrase(
+    const struct dbpki_cluster *c, char **out, struct dbpki_err *e);
 
 /* ---- the CA (pki_store.c) ---------------------------------------------- */
 
@@ -228,18 +228,18 @@ int pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e);
 
 /* Load the CA certificate and key.  DBPKI_E_NOCA (message says to run
  * `dbpki ca init -c FILE`) when there is none.  Free with pki_ca_free. */
-int pki_ca_load(const struct dbpki_cluster *c, struct pki_ca **out,
-    struct dbpki_err *e);
+int pki_ca_load(
+    const struct dbpki_cluster *c, struct pki_ca **out, struct dbpki_err *e);
 
 /* Load only the CA certificate (no passphrase needed). */
-int pki_ca_load_cert(const struct dbpki_cluster *c, X509 **out,
-    struct dbpki_err *e);
+int pki_ca_load_cert(
+    const struct dbpki_cluster *c, X509 **out, struct dbpki_err *e);
 void pki_ca_free(struct pki_ca *ca);
 
 /* Write a certificate signed with the CA into the store (issued/<serial>.crt)
  * and record it in the index as kind "signed".  Used by `dbpki sign`. */
-int pki_store_record_signed(const struct dbpki_cluster *c, X509 *x,
-    struct dbpki_err *e);
+int pki_store_record_signed(
+    const struct dbpki_cluster *c, X509 *x, struct dbpki_err *e);
 
 /* ---- issuing (pki_issue.c) --------------------------------------------- */
 
@@ -255,13 +255,13 @@ void pki_spec_client(const struct dbpki_cluster *c, struct pki_spec *s);
  * is kept, unless force; the others are reissued (keys generated on all
  * cores) and the old ones marked superseded.  Logs one line per
  * certificate.  DBPKI_E_NOCA without a CA. */
-int pki_issue_all(const struct dbpki_cluster *c, int force,
-    struct dbpki_err *e);
+int pki_issue_all(
+    const struct dbpki_cluster *c, int force, struct dbpki_err *e);
 
 /* Generate keys on up to `threads` threads (0: all cores).  keys[i] get
  * algorithm algs[i]; on failure every generated key is freed. */
-int pki_keygen_parallel(const enum cfg_key_alg *algs, EVP_PKEY **keys,
-    int n, int threads, struct dbpki_err *e);
+int pki_keygen_parallel(const enum cfg_key_alg *algs, EVP_PKEY **keys, int n,
+    int threads, struct dbpki_err *e);
 
 /* Write key (0600) and CSR (0644) for everything the inventory needs into
  * state_dir/csr/ (server-<node>.*, server-shared.*, client.*). */
@@ -273,10 +273,10 @@ int pki_csr_all(const struct dbpki_cluster *c, struct dbpki_err *e);
 
 /* One file a node receives. */
 struct pki_file {
-	char name[16];   /* "dbca.crt", "server.crt", "server.key", ... */
+	char name[16];       /* "dbca.crt", "server.crt", "server.key", ... */
 	unsigned char *data; /* PEM bytes */
 	size_t len;
-	mode_t mode;     /* 0644 certificates, 0600 keys */
+	mode_t mode;                 /* 0644 certificates, 0600 keys */
 	char sha256[PKI_SHA256_HEX]; /* of data */
 	char serial[PKI_SERIAL_HEX]; /* certificates only, else "" */
 };
@@ -294,8 +294,8 @@ int pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
 void pki_release_free(struct pki_release *rel);
 
 /* The file named `name` in rel, or NULL. */
-const struct pki_file *pki_release_file(const struct pki_release *rel,
-    const char *name);
+const struct pki_file *pki_release_file(
+    const struct pki_release *rel, const char *name);
 
 /* Pre-flight: each key matches its certificate, each certificate chains to
  * the release's dbca.crt with the right purpose and is valid now, and the

@@ -56,15 +56,15 @@ struct ssh_conn; /* opaque */
  *
  * n must stay valid until ssh_close().  *out is NULL on entry and set only
  * on success; release it with ssh_close(). */
-int ssh_connect(const struct cfg_node *n, struct ssh_conn **out,
-    struct dbpki_err *e);
+int ssh_connect(
+    const struct cfg_node *n, struct ssh_conn **out, struct dbpki_err *e);
 
 /* Like mkdir -p over SFTP: create path and each missing parent with mode
  * (subject to the node's umask).  Existing directories are left as they
  * are; an existing non-directory is an error.  path must pass
  * util_valid_abspath().  Bounded by the node's command_timeout. */
-int ssh_mkdir(struct ssh_conn *c, const char *path, int mode,
-    struct dbpki_err *e);
+int ssh_mkdir(
+    struct ssh_conn *c, const char *path, int mode, struct dbpki_err *e);
 
 /* Replace remote_path with data[0..len) atomically: a reader on the node
  * sees the old file or the new one, never a partial one.  The data goes to
@@ -137,9 +137,9 @@ enum ssh_kh_verdict {
 /* The result of looking a host up in known_hosts text. */
 struct ssh_kh_lookup {
 	enum ssh_kh_verdict verdict;
-	int line;          /* the matching entry, or the first one for the
+	int line;        /* the matching entry, or the first one for the
 			    * host of this key type (else of any type); 0 */
-	char types[128];   /* key types known for the host, comma-separated,
+	char types[128]; /* key types known for the host, comma-separated,
 			    * in file order ("ssh-ed25519,ssh-rsa"), or "" */
 };
 
@@ -156,12 +156,12 @@ void ssh_kh_lookup(const char *text, size_t len, const char *host,
 
 /* The SSH key type name embedded in a key blob ("ssh-ed25519"), into out;
  * -1 if the blob is malformed. */
-int ssh_kh_blob_type(const unsigned char *key, size_t keylen, char *out,
-    size_t outsz);
+int ssh_kh_blob_type(
+    const unsigned char *key, size_t keylen, char *out, size_t outsz);
 
 /* "SHA256:<base64 without padding>" of a key blob, like ssh-keygen -l. */
-int ssh_kh_fingerprint(const unsigned char *key, size_t keylen, char *out,
-    size_t outsz);
+int ssh_kh_fingerprint(
+    const unsigned char *key, size_t keylen, char *out, size_t outsz);
 
 /* The known_hosts line "host type base64" (no newline) for a key blob. */
 int ssh_kh_line(const char *host, const unsigned char *key, size_t keylen,

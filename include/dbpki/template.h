@@ -20,8 +20,8 @@
 
 #include "dbpki/err.h"
 
-#define TPL_NAME_MAX 63         /* longest slot name */
-#define TPL_VALUE_MAX 8192      /* longest value, in bytes */
+#define TPL_NAME_MAX  63   /* longest slot name */
+#define TPL_VALUE_MAX 8192 /* longest value, in bytes */
 
 struct tpl_var {
 	char *name;
@@ -65,8 +65,8 @@ int tpl_shell_quote(const char *s, char **out, struct dbpki_err *e);
  * ("templates/postgres/join.sh"); errors read "ORIGIN:LINE: what is wrong"
  * with code DBPKI_E_CONFIG.  *out is NULL on entry and set only on success
  * to a NUL-terminated heap string; caller frees it. */
-int tpl_render(const char *text, const char *origin,
-    const struct tpl_vars *v, char **out, struct dbpki_err *e);
+int tpl_render(const char *text, const char *origin, const struct tpl_vars *v,
+    char **out, struct dbpki_err *e);
 
 /* Render templates/<platform>/<action>.sh from the data directory found by
  * tpl_find_data_dir("templates").  platform and action must be
@@ -86,8 +86,8 @@ int tpl_render_file(const char *platform, const char *action,
  *      source checkout: build/dbpki, build/tests/test_x, build/tools/x);
  *   3. DBPKI_DATADIR "/<kind>" (set by the Makefile, the installed copy).
  * Returns 0, or DBPKI_E_CONFIG naming every place tried. */
-int tpl_find_data_dir(const char *kind, char *out, size_t outsz,
-    struct dbpki_err *e);
+int tpl_find_data_dir(
+    const char *kind, char *out, size_t outsz, struct dbpki_err *e);
 
 /* 1 if s is a valid slot name ([a-z0-9_]+, at most TPL_NAME_MAX). */
 int tpl_valid_slot_name(const char *s);

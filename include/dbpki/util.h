@@ -14,9 +14,9 @@
 #define UTIL_MAX_INPUT (1024 * 1024) /* inventories, PEM files, playbooks */
 
 /* Flags for util_read_file(). */
-#define UTIL_RF_NOSYMLINK 0x1 /* refuse a symlink as the final component */
+#define UTIL_RF_NOSYMLINK   0x1 /* refuse a symlink as the final component */
 #define UTIL_RF_NOTWRITABLE 0x2 /* refuse a file writable by group or others */
-#define UTIL_RF_PRIVATE 0x4 /* refuse a file readable by group or others */
+#define UTIL_RF_PRIVATE     0x4 /* refuse a file readable by group or others */
 
 /* Read a whole regular file of at most max bytes into a NUL-terminated heap
  * buffer.  *out is NULL on entry and set only on success; caller frees it
@@ -40,7 +40,7 @@ int util_fsync_dir(const char *dir, struct dbpki_err *e);
 
 /* snprintf into out; returns -1 when the result would be truncated. */
 int util_fmt(char *out, size_t outsz, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Durations: "<n>s|m|h|d", e.g. 30d, 12h.  Returns 0 and seconds in *secs,
  * -1 on anything else (no unit, sign, overflow, zero, above 100 years). */
@@ -54,7 +54,8 @@ int util_valid_hostname(const char *s); /* RFC 1123, <= 253 octets */
 int util_valid_ip(const char *s);       /* IPv4 or IPv6 literal */
 int util_valid_cidr(const char *s);     /* addr/prefix with a valid prefix */
 int util_valid_name(const char *s);     /* [A-Za-z0-9_.-]+, no "..", <= 63 */
-int util_valid_abspath(const char *s);  /* /[A-Za-z0-9_./@+:-]*, no "..", <= 1024 */
+int util_valid_abspath(
+    const char *s); /* /[A-Za-z0-9_./@+:-]*, no "..", <= 1024 */
 
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void util_hex(const unsigned char *in, size_t n, char *out);

@@ -24,7 +24,8 @@
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: pgprobe probe|repl|wait --host H --ca FILE "
+	fprintf(stderr,
+	    "usage: pgprobe probe|repl|wait --host H --ca FILE "
 	    "[--hostaddr A] [--port P] [--dbname D] [--user U] [--cert F "
 	    "--key F] [--app N] [--connect-timeout S] [--timeout S] "
 	    "[NAME...]\n");
@@ -50,10 +51,10 @@ do_probe(const struct pg_target *t, struct dbpki_err *e)
 	if ((r = pg_probe_node(t, &p, e)) != 0)
 		return r;
 	printf("in_recovery=%d\nserial=%s\nnot_after=%" PRId64 "\n"
-	    "sha256=%s\nsubject=%s\nprotocol=%s\ncipher=%s\n"
-	    "server_version=%d\nverify_ok=%d\n", p.in_recovery, p.serial_hex,
-	    p.not_after, p.sha256_hex, p.subject, p.protocol, p.cipher,
-	    p.server_version, p.verify_ok);
+	       "sha256=%s\nsubject=%s\nprotocol=%s\ncipher=%s\n"
+	       "server_version=%d\nverify_ok=%d\n",
+	    p.in_recovery, p.serial_hex, p.not_after, p.sha256_hex, p.subject,
+	    p.protocol, p.cipher, p.server_version, p.verify_ok);
 	return 0;
 }
 
@@ -66,7 +67,8 @@ do_repl(const struct pg_target *t, struct dbpki_err *e)
 	if ((r = pg_replication(t, &rows, &n, e)) != 0)
 		return r;
 	for (i = 0; i < n; i++)
-		printf("name=%s addr=%s state=%s ssl=%d dn=%s lag=%" PRId64 "\n",
+		printf("name=%s addr=%s state=%s ssl=%d dn=%s lag=%" PRId64
+		       "\n",
 		    rows[i].application_name, rows[i].client_addr,
 		    rows[i].state, rows[i].ssl, rows[i].ssl_client_dn,
 		    rows[i].replay_lag_bytes);
@@ -79,18 +81,18 @@ int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "host", required_argument, NULL, 'h' },
-		{ "hostaddr", required_argument, NULL, 'a' },
-		{ "port", required_argument, NULL, 'p' },
-		{ "dbname", required_argument, NULL, 'd' },
-		{ "user", required_argument, NULL, 'U' },
-		{ "ca", required_argument, NULL, 'C' },
-		{ "cert", required_argument, NULL, 'c' },
-		{ "key", required_argument, NULL, 'k' },
-		{ "app", required_argument, NULL, 'n' },
-		{ "connect-timeout", required_argument, NULL, 'T' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ NULL, 0, NULL, 0 },
+	    {"host", required_argument, NULL, 'h'},
+	    {"hostaddr", required_argument, NULL, 'a'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"dbname", required_argument, NULL, 'd'},
+	    {"user", required_argument, NULL, 'U'},
+	    {"ca", required_argument, NULL, 'C'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"app", required_argument, NULL, 'n'},
+	    {"connect-timeout", required_argument, NULL, 'T'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct pg_target t;
 	struct dbpki_err e;

@@ -44,8 +44,10 @@ exit_code(int err)
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: sshtool -c INI NODE connect | mkdir PATH [MODE] "
-	    "| upload LOCAL REMOTE MODE [...] | exec [-s SENTINEL] [TIMEOUT_S]\n");
+	fprintf(stderr,
+	    "usage: sshtool -c INI NODE connect | mkdir PATH [MODE] "
+	    "| upload LOCAL REMOTE MODE [...] | exec [-s SENTINEL] "
+	    "[TIMEOUT_S]\n");
 	return 2;
 }
 
@@ -69,12 +71,14 @@ do_upload(struct ssh_conn *c, int argc, char **argv, struct dbpki_err *e)
 	int i, mode, r = 0;
 
 	if (argc < 3 || argc % 3 != 0)
-		return err_set(e, DBPKI_E_USAGE, "upload: LOCAL REMOTE MODE ...");
+		return err_set(
+		    e, DBPKI_E_USAGE, "upload: LOCAL REMOTE MODE ...");
 	for (i = 0; i < argc && r == 0; i += 3) {
 		if (parse_mode(argv[i + 2], &mode) != 0)
-			return err_set(e, DBPKI_E_USAGE, "bad mode %s", argv[i + 2]);
-		if ((r = util_read_file(argv[i], 64 * 1024 * 1024, 0, &data, &len,
-		    e)) != 0)
+			return err_set(
+			    e, DBPKI_E_USAGE, "bad mode %s", argv[i + 2]);
+		if ((r = util_read_file(
+			 argv[i], 64 * 1024 * 1024, 0, &data, &len, e)) != 0)
 			return r;
 		r = ssh_upload(c, argv[i + 1], data, len, mode, e);
 		free(data);
@@ -124,7 +128,8 @@ do_exec(struct ssh_conn *c, int argc, char **argv, struct dbpki_err *e)
 		argv += 2;
 	}
 	if (argc > 1 || (argc == 1 && util_parse_int(argv[0], 1, 86400, &t)))
-		return err_set(e, DBPKI_E_USAGE, "exec [-s SENTINEL] [TIMEOUT_S]");
+		return err_set(
+		    e, DBPKI_E_USAGE, "exec [-s SENTINEL] [TIMEOUT_S]");
 	if ((r = read_stdin(&script, e)) != 0)
 		return r;
 	r = ssh_exec_script(c, script, t, &res, e);
@@ -132,10 +137,11 @@ do_exec(struct ssh_conn *c, int argc, char **argv, struct dbpki_err *e)
 	ok = ssh_result_ok(&res, sentinel);
 	fwrite(res.out, 1, res.out_len, stdout);
 	fflush(stdout);
-	fprintf(stderr, "exit_status=%d signal=%s timed_out=%d truncated=%d "
-	    "out_len=%zu ok=%d\n", res.exit_status,
-	    res.signal ? res.signal : "-", res.timed_out, res.out_truncated,
-	    res.out_len, ok);
+	fprintf(stderr,
+	    "exit_status=%d signal=%s timed_out=%d truncated=%d "
+	    "out_len=%zu ok=%d\n",
+	    res.exit_status, res.signal ? res.signal : "-", res.timed_out,
+	    res.out_truncated, res.out_len, ok);
 	ssh_result_free(&res);
 	if (r == 0 && !ok)
 		r = err_set(e, DBPKI_E_REMOTE, "the remote command failed");

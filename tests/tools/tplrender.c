@@ -19,21 +19,22 @@
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: tplrender FILE [NAME VALUE]...\n"
+	fprintf(stderr,
+	    "usage: tplrender FILE [NAME VALUE]...\n"
 	    "       tplrender -a PLATFORM ACTION [NAME VALUE]...\n");
 	return 2;
 }
 
 static int
-render_path(const char *path, const struct tpl_vars *v, char **out,
-    struct dbpki_err *e)
+render_path(
+    const char *path, const struct tpl_vars *v, char **out, struct dbpki_err *e)
 {
 	char *text = NULL;
 	size_t len;
 	int r;
 
-	if ((r = util_read_file(path, UTIL_MAX_INPUT, UTIL_RF_NOSYMLINK, &text,
-	    &len, e)) != 0)
+	if ((r = util_read_file(
+		 path, UTIL_MAX_INPUT, UTIL_RF_NOSYMLINK, &text, &len, e)) != 0)
 		return r;
 	r = tpl_render(text, path, v, out, e);
 	free(text);
@@ -43,7 +44,7 @@ render_path(const char *path, const struct tpl_vars *v, char **out,
 int
 main(int argc, char **argv)
 {
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char *out = NULL;
 	int first, i, r;

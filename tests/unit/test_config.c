@@ -14,40 +14,40 @@
 #include "dbpki/config.h"
 
 static const char *const base_ini =
-    "[cluster]\n"                                      /* 1 */
-    "name = prod-db\n"                                 /* 2 */
+    "[cluster]\n"                                     /* 1 */
+    "name = prod-db\n"                                /* 2 */
     "platform = postgres          ; postgres | cms\n" /* 3 */
-    "state_dir = /var/lib/dbpki/prod-db\n"             /* 4 */
-    "renew_before = 30d\n"                             /* 5 */
-    "parallel = 16\n"                                  /* 6 */
-    "[ca]\n"                                           /* 7 */
-    "common_name = prod-db dbca\n"                     /* 8 */
-    "key = ec:P-384\n"                                 /* 9 */
-    "validity = 3650d\n"                               /* 10 */
-    "[server]\n"                                       /* 11 */
-    "key = rsa:3072\n"                                 /* 12 */
-    "mode = per-node\n"                                /* 13 */
-    "extra_san = db.example.com, 10.0.0.100\n"         /* 14 */
-    "[ssh]\n"                                          /* 15 */
-    "user = postgres\n"                                /* 16 */
-    "known_hosts = /root/.ssh/known_hosts\n"           /* 17 */
-    "connect_timeout = 10s\n"                          /* 18 */
-    "[postgres]\n"                                     /* 19 */
-    "port = 5432\n"                                    /* 20 */
-    "[node db1]\n"                                     /* 21 */
-    "host = db1.example.com\n"                         /* 22 */
-    "address = 10.0.0.11\n"                            /* 23 */
-    "role = primary\n"                                 /* 24 */
-    "[node db2]\n"                                     /* 25 */
-    "host = db2.example.com\n"                         /* 26 */
-    "address = 10.0.0.12\n"                            /* 27 */
-    "role = replica\n"                                 /* 28 */
-    "port = 5433\n"                                    /* 29 */
-    "cert_dir = /srv/db2/certs\n"                      /* 30 */
-    "[node app1]\n"                                    /* 31 */
-    "host = app1.example.com\n"                        /* 32 */
-    "address = fd00::21\n"                             /* 33 */
-    "role = client\n";                                 /* 34 */
+    "state_dir = /var/lib/dbpki/prod-db\n"            /* 4 */
+    "renew_before = 30d\n"                            /* 5 */
+    "parallel = 16\n"                                 /* 6 */
+    "[ca]\n"                                          /* 7 */
+    "common_name = prod-db dbca\n"                    /* 8 */
+    "key = ec:P-384\n"                                /* 9 */
+    "validity = 3650d\n"                              /* 10 */
+    "[server]\n"                                      /* 11 */
+    "key = rsa:3072\n"                                /* 12 */
+    "mode = per-node\n"                               /* 13 */
+    "extra_san = db.example.com, 10.0.0.100\n"        /* 14 */
+    "[ssh]\n"                                         /* 15 */
+    "user = postgres\n"                               /* 16 */
+    "known_hosts = /root/.ssh/known_hosts\n"          /* 17 */
+    "connect_timeout = 10s\n"                         /* 18 */
+    "[postgres]\n"                                    /* 19 */
+    "port = 5432\n"                                   /* 20 */
+    "[node db1]\n"                                    /* 21 */
+    "host = db1.example.com\n"                        /* 22 */
+    "address = 10.0.0.11\n"                           /* 23 */
+    "role = primary\n"                                /* 24 */
+    "[node db2]\n"                                    /* 25 */
+    "host = db2.example.com\n"                        /* 26 */
+    "address = 10.0.0.12\n"                           /* 27 */
+    "role = replica\n"                                /* 28 */
+    "port = 5433\n"                                   /* 29 */
+    "cert_dir = /srv/db2/certs\n"                     /* 30 */
+    "[node app1]\n"                                   /* 31 */
+    "host = app1.example.com\n"                       /* 32 */
+    "address = fd00::21\n"                            /* 33 */
+    "role = client\n";                                /* 34 */
 
 static void
 test_valid_inventory(void **state)
@@ -74,7 +74,8 @@ test_valid_inventory(void **state)
 	/* per-node overrides, and defaults kept elsewhere */
 	assert_int_equal(c->nodes[1].pg.port, 5433);
 	assert_string_equal(c->nodes[1].pg.cert_dir, "/srv/db2/certs");
-	assert_string_equal(c->nodes[0].pg.cert_dir, "/var/lib/postgresql/dbpki");
+	assert_string_equal(
+	    c->nodes[0].pg.cert_dir, "/var/lib/postgresql/dbpki");
 	assert_int_equal(c->nodes[1].ssh.connect_timeout, 10);
 	assert_int_equal(c->nodes[1].ssh.command_timeout, 300);
 	assert_string_equal(c->nodes[2].address, "fd00::21");
@@ -110,58 +111,86 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{ "host = db1.example.com", "host = db1; rm -rf /", "t.ini:22: [node db1] host: 'db1; rm -rf /' is not valid" },
-	{ "host = db1.example.com", "host = $(touch /tmp/pwned)", "t.ini:22: [node db1] host" },
-	{ "host = db1.example.com", "host = `id`", "t.ini:22:" },
-	{ "host = db1.example.com", "host = -db1", "t.ini:22:" },
-	{ "host = db1.example.com", "host = 10.0.0.11", "not an address" },
-	{ "[node db2]", "[node ../x]", "t.ini:25: [node ../x]: node names" },
-	{ "[node db2]", "[node a..b]", "t.ini:25:" },
-	{ "[node db2]", "[node db/2]", "t.ini:25:" },
-	{ "[node db2]", "[node db1]", "t.ini:25: [node db1] is defined twice (first at line 21)" },
-	{ "address = 10.0.0.12", "address = db2.example.com", "t.ini:27: [node db2] address: 'db2.example.com' is not valid: expected an IPv4" },
-	{ "address = 10.0.0.12", "address = 10.0.0.256", "t.ini:27:" },
-	{ "address = 10.0.0.12", "address = 10.0.0.11", "address 10.0.0.11 port 22 is also node db1's" },
-	{ "host = db2.example.com", "host = DB1.example.com", "host DB1.example.com is also node db1's" },
-	{ "role = replica", "role = primary", "2 nodes have role = primary" },
-	{ "role = primary", "role = replica", "0 nodes have role = primary" },
-	{ "role = replica", "role = standby", "t.ini:28: [node db2] role: 'standby' is not one of: primary, replica, client" },
-	{ "parallel = 16", "paralel = 16", "t.ini:6: [cluster]: unknown key 'paralel'" },
-	{ "[postgres]", "[postgresql]", "t.ini:19: unknown section [postgresql]" },
-	{ "parallel = 16", "parallel = 0", "t.ini:6: [cluster] parallel: '0' is not a whole number from 1 to 256" },
-	{ "parallel = 16", "parallel = 16x", "t.ini:6:" },
-	{ "parallel = 16", "parallel = 16\nparallel = 8", "t.ini:7: [cluster] parallel: given twice (first at line 6)" },
-	{ "renew_before = 30d", "renew_before = 30", "t.ini:5: [cluster] renew_before: '30' is not a duration" },
-	{ "renew_before = 30d", "renew_before = 99999d", "t.ini:5:" },
-	{ "renew_before = 30d", "renew_before = -1d", "t.ini:5:" },
-	{ "renew_before = 30d", "renew_before = 10s", "t.ini:5:" },
-	{ "connect_timeout = 10s", "connect_timeout = 0s", "t.ini:18:" },
-	{ "key = ec:P-384", "key = rsa:2048", "t.ini:9: [ca] key: 'rsa:2048' is not an accepted key" },
-	{ "key = ec:P-384", "key = rsa:1024", "nothing weaker" },
-	{ "platform = postgres", "platform = oracle", "t.ini:3:" },
-	{ "state_dir = /var/lib/dbpki/prod-db", "state_dir = var/lib/dbpki", "t.ini:4: [cluster] state_dir: 'var/lib/dbpki' is not valid: expected an absolute path" },
-	{ "state_dir = /var/lib/dbpki/prod-db", "state_dir = /var/lib/../../etc", "t.ini:4:" },
-	{ "state_dir = /var/lib/dbpki/prod-db", "state_dir = /tmp/a b", "t.ini:4:" },
-	{ "state_dir = /var/lib/dbpki/prod-db", "state_dir = /tmp/$HOME", "t.ini:4:" },
-	{ "name = prod-db", "name = prod;db", "t.ini:2:" },
-	{ "name = prod-db", "name = \"prod\"", "t.ini:2:" },
-	{ "user = postgres", "user = root'", "t.ini:16:" },
-	{ "extra_san = db.example.com, 10.0.0.100", "extra_san = db.example.com, bad_host", "t.ini:14: [server] extra_san" },
-	{ "extra_san = db.example.com, 10.0.0.100", "extra_san = a,,b", "t.ini:14:" },
-	{ "port = 5432", "port = 65536", "t.ini:20: [postgres] port" },
-	{ "port = 5433", "port = 0", "t.ini:29: [node db2] port" },
-	{ "cert_dir = /srv/db2/certs", "cert_dir = /srv/`id`", "t.ini:30: [node db2] cert_dir" },
-	{ "cert_dir = /srv/db2/certs", "bogus = 1", "t.ini:30: [node db2]: unknown key 'bogus'" },
-	{ "cert_dir = /srv/db2/certs", "  cert_dir = /x", "t.ini:30: [node db2] line starts with blanks" },
-	{ "cert_dir = /srv/db2/certs", "host_key_policy = yolo", "t.ini:30: [node db2] host_key_policy: 'yolo' is not one of: strict, accept-new" },
-	{ "cert_dir = /srv/db2/certs", "allowed_networks = 10.0.0.0/33", "t.ini:30:" },
-	{ "cert_dir = /srv/db2/certs", "allowed_networks = 10.0.0.0", "t.ini:30:" },
-	{ "role = client", "", "t.ini:31: [node app1]: 'role' is required" },
-	{ "address = fd00::21", "", "t.ini:31: [node app1]: 'address' is required" },
-	{ "[node app1]", "[node app1]\nhost = x\naddress = 1.2.3.4\nrole = client\n[node]", "unknown section [node]" },
-	{ "common_name = prod-db dbca", "common_name = prod-db\x01", "t.ini:8:" },
-	{ "mode = per-node", "this is not ini", "t.ini:13: not an INI line" },
-	{ "mode = per-node", "mode = per-node\n[ca]", "t.ini:14: [ca] appears twice (first at line 7)" },
+    {"host = db1.example.com", "host = db1; rm -rf /",
+	"t.ini:22: [node db1] host: 'db1; rm -rf /' is not valid"},
+    {"host = db1.example.com", "host = $(touch /tmp/pwned)",
+	"t.ini:22: [node db1] host"},
+    {"host = db1.example.com", "host = `id`", "t.ini:22:"},
+    {"host = db1.example.com", "host = -db1", "t.ini:22:"},
+    {"host = db1.example.com", "host = 10.0.0.11", "not an address"},
+    {"[node db2]", "[node ../x]", "t.ini:25: [node ../x]: node names"},
+    {"[node db2]", "[node a..b]", "t.ini:25:"},
+    {"[node db2]", "[node db/2]", "t.ini:25:"},
+    {"[node db2]", "[node db1]",
+	"t.ini:25: [node db1] is defined twice (first at line 21)"},
+    {"address = 10.0.0.12", "address = db2.example.com",
+	"t.ini:27: [node db2] address: 'db2.example.com' is not valid: "
+	"expected an IPv4"},
+    {"address = 10.0.0.12", "address = 10.0.0.256", "t.ini:27:"},
+    {"address = 10.0.0.12", "address = 10.0.0.11",
+	"address 10.0.0.11 port 22 is also node db1's"},
+    {"host = db2.example.com", "host = DB1.example.com",
+	"host DB1.example.com is also node db1's"},
+    {"role = replica", "role = primary", "2 nodes have role = primary"},
+    {"role = primary", "role = replica", "0 nodes have role = primary"},
+    {"role = replica", "role = standby",
+	"t.ini:28: [node db2] role: 'standby' is not one of: primary, replica, "
+	"client"},
+    {"parallel = 16", "paralel = 16",
+	"t.ini:6: [cluster]: unknown key 'paralel'"},
+    {"[postgres]", "[postgresql]", "t.ini:19: unknown section [postgresql]"},
+    {"parallel = 16", "parallel = 0",
+	"t.ini:6: [cluster] parallel: '0' is not a whole number from 1 to 256"},
+    {"parallel = 16", "parallel = 16x", "t.ini:6:"},
+    {"parallel = 16", "parallel = 16\nparallel = 8",
+	"t.ini:7: [cluster] parallel: given twice (first at line 6)"},
+    {"renew_before = 30d", "renew_before = 30",
+	"t.ini:5: [cluster] renew_before: '30' is not a duration"},
+    {"renew_before = 30d", "renew_before = 99999d", "t.ini:5:"},
+    {"renew_before = 30d", "renew_before = -1d", "t.ini:5:"},
+    {"renew_before = 30d", "renew_before = 10s", "t.ini:5:"},
+    {"connect_timeout = 10s", "connect_timeout = 0s", "t.ini:18:"},
+    {"key = ec:P-384", "key = rsa:2048",
+	"t.ini:9: [ca] key: 'rsa:2048' is not an accepted key"},
+    {"key = ec:P-384", "key = rsa:1024", "nothing weaker"},
+    {"platform = postgres", "platform = oracle", "t.ini:3:"},
+    {"state_dir = /var/lib/dbpki/prod-db", "state_dir = var/lib/dbpki",
+	"t.ini:4: [cluster] state_dir: 'var/lib/dbpki' is not valid: expected "
+	"an absolute path"},
+    {"state_dir = /var/lib/dbpki/prod-db", "state_dir = /var/lib/../../etc",
+	"t.ini:4:"},
+    {"state_dir = /var/lib/dbpki/prod-db", "state_dir = /tmp/a b", "t.ini:4:"},
+    {"state_dir = /var/lib/dbpki/prod-db", "state_dir = /tmp/$HOME",
+	"t.ini:4:"},
+    {"name = prod-db", "name = prod;db", "t.ini:2:"},
+    {"name = prod-db", "name = \"prod\"", "t.ini:2:"},
+    {"user = postgres", "user = root'", "t.ini:16:"},
+    {"extra_san = db.example.com, 10.0.0.100",
+	"extra_san = db.example.com, bad_host", "t.ini:14: [server] extra_san"},
+    {"extra_san = db.example.com, 10.0.0.100", "extra_san = a,,b", "t.ini:14:"},
+    {"port = 5432", "port = 65536", "t.ini:20: [postgres] port"},
+    {"port = 5433", "port = 0", "t.ini:29: [node db2] port"},
+    {"cert_dir = /srv/db2/certs", "cert_dir = /srv/`id`",
+	"t.ini:30: [node db2] cert_dir"},
+    {"cert_dir = /srv/db2/certs", "bogus = 1",
+	"t.ini:30: [node db2]: unknown key 'bogus'"},
+    {"cert_dir = /srv/db2/certs", "  cert_dir = /x",
+	"t.ini:30: [node db2] line starts with blanks"},
+    {"cert_dir = /srv/db2/certs", "host_key_policy = yolo",
+	"t.ini:30: [node db2] host_key_policy: 'yolo' is not one of: strict, "
+	"accept-new"},
+    {"cert_dir = /srv/db2/certs", "allowed_networks = 10.0.0.0/33",
+	"t.ini:30:"},
+    {"cert_dir = /srv/db2/certs", "allowed_networks = 10.0.0.0", "t.ini:30:"},
+    {"role = client", "", "t.ini:31: [node app1]: 'role' is required"},
+    {"address = fd00::21", "", "t.ini:31: [node app1]: 'address' is required"},
+    {"[node app1]",
+	"[node app1]\nhost = x\naddress = 1.2.3.4\nrole = client\n[node]",
+	"unknown section [node]"},
+    {"common_name = prod-db dbca", "common_name = prod-db\x01", "t.ini:8:"},
+    {"mode = per-node", "this is not ini", "t.ini:13: not an INI line"},
+    {"mode = per-node", "mode = per-node\n[ca]",
+	"t.ini:14: [ca] appears twice (first at line 7)"},
 };
 
 static char *
@@ -196,7 +225,8 @@ test_bad_inventories(void **state)
 		err_clear(&e);
 		if (cfg_load_string("t.ini", ini, c, &e) != DBPKI_E_CONFIG ||
 		    strstr(e.msg, bad_cases[i].expect) == NULL) {
-			print_error("case %zu (%s -> %s)\n  expected: %s\n  got:      %s\n",
+			print_error("case %zu (%s -> %s)\n  expected: %s\n  "
+				    "got:      %s\n",
 			    i, bad_cases[i].find, bad_cases[i].replace,
 			    bad_cases[i].expect, e.msg);
 			free(ini);
@@ -229,11 +259,15 @@ test_no_nodes(void **state)
 	struct dbpki_err e;
 
 	(void)state;
+	assert_int_equal(
+	    cfg_load_string("t.ini",
+		"[cluster]\nname=a\nstate_dir=/s\n[node db1]\n", c, &e),
+	    DBPKI_E_CONFIG);
+	assert_non_null(
+	    strstr(e.msg, "t.ini:4: [node db1]: 'host' is required"));
 	assert_int_equal(cfg_load_string("t.ini",
-	    "[cluster]\nname=a\nstate_dir=/s\n[node db1]\n", c, &e), DBPKI_E_CONFIG);
-	assert_non_null(strstr(e.msg, "t.ini:4: [node db1]: 'host' is required"));
-	assert_int_equal(cfg_load_string("t.ini", "[cluster]\nname=a\nstate_dir=/s\n",
-	    c, &e), DBPKI_E_CONFIG);
+			     "[cluster]\nname=a\nstate_dir=/s\n", c, &e),
+	    DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "no [node NAME] sections"));
 	free(c);
 }
@@ -328,13 +362,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_inventory),
-		cmocka_unit_test(test_override_order),
-		cmocka_unit_test(test_bad_inventories),
-		cmocka_unit_test(test_long_line),
-		cmocka_unit_test(test_no_nodes),
-		cmocka_unit_test(test_cms_rules),
-		cmocka_unit_test(test_file_checks),
+	    cmocka_unit_test(test_valid_inventory),
+	    cmocka_unit_test(test_override_order),
+	    cmocka_unit_test(test_bad_inventories),
+	    cmocka_unit_test(test_long_line),
+	    cmocka_unit_test(test_no_nodes),
+	    cmocka_unit_test(test_cms_rules),
+	    cmocka_unit_test(test_file_checks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,7 +42,8 @@ test_lock(void **state)
 
 	(void)state;
 	assert_int_equal(engine_lock_take(dir, "bootstrap", &a, &e), 0);
-	assert_int_equal(engine_lock_take(dir, "renew", &b, &e), DBPKI_E_LOCKED);
+	assert_int_equal(
+	    engine_lock_take(dir, "renew", &b, &e), DBPKI_E_LOCKED);
 	snprintf(pid, sizeof(pid), "pid %ld", (long)getpid());
 	assert_non_null(strstr(e.msg, pid));
 	assert_non_null(strstr(e.msg, "bootstrap"));
@@ -62,11 +63,13 @@ test_journal(void **state)
 	(void)state;
 	assert_int_equal(engine_journal_unfinished(dir, id, pb, &e), 0);
 	assert_int_equal(engine_journal_open(dir, "renew", &j, &e), 0);
-	engine_journal_event(&j, "node", "node", "db1", "error", "quote\" and\nnewline", NULL);
+	engine_journal_event(
+	    &j, "node", "node", "db1", "error", "quote\" and\nnewline", NULL);
 	assert_int_equal(engine_journal_unfinished(dir, id, pb, &e), 1);
 	assert_string_equal(id, j.id);
 	assert_string_equal(pb, "renew");
-	assert_int_equal(util_read_file(j.path, 1 << 20, 0, &text, NULL, &e), 0);
+	assert_int_equal(
+	    util_read_file(j.path, 1 << 20, 0, &text, NULL, &e), 0);
 	assert_non_null(strstr(text, "\"error\":\"quote\\\" and\\nnewline\""));
 	free(text);
 	engine_journal_close(&j, "ok");
@@ -88,7 +91,7 @@ hit(int i, void *arg)
 static void
 test_pool(void **state)
 {
-	static const int parallel[] = { 1, 2, 16, 2000 };
+	static const int parallel[] = {1, 2, 16, 2000};
 	struct pool_arg *p = calloc(1, sizeof(*p));
 	struct dbpki_err e;
 	size_t k;
@@ -97,7 +100,8 @@ test_pool(void **state)
 	(void)state;
 	for (k = 0; k < sizeof(parallel) / sizeof(parallel[0]); k++) {
 		memset(p, 0, sizeof(*p));
-		assert_int_equal(engine_pool_run(1000, parallel[k], hit, p, &e), 0);
+		assert_int_equal(
+		    engine_pool_run(1000, parallel[k], hit, p, &e), 0);
 		for (i = 0; i < 1000; i++)
 			assert_int_equal(p->hits[i], 1);
 	}
@@ -109,9 +113,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_lock),
-		cmocka_unit_test(test_journal),
-		cmocka_unit_test(test_pool),
+	    cmocka_unit_test(test_lock),
+	    cmocka_unit_test(test_journal),
+	    cmocka_unit_test(test_pool),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

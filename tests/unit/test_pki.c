@@ -29,8 +29,8 @@ ok(struct dbpki_err *e, int r)
 }
 
 static void
-make_ca(struct ca_fx *ca, enum cfg_key_alg alg, const char *cn,
-    int64_t validity)
+make_ca(
+    struct ca_fx *ca, enum cfg_key_alg alg, const char *cn, int64_t validity)
 {
 	struct pki_spec *s = calloc(1, sizeof(*s));
 	struct dbpki_err e;
@@ -105,10 +105,10 @@ test_key_types(void **state)
 		const char *type;
 		int bits;
 	} t[] = {
-		{ KEY_EC_P256, "EC", 256 },
-		{ KEY_EC_P384, "EC", 384 },
-		{ KEY_RSA_3072, "RSA", 3072 },
-		{ KEY_RSA_4096, "RSA", 4096 },
+	    {KEY_EC_P256, "EC", 256},
+	    {KEY_EC_P384, "EC", 384},
+	    {KEY_RSA_3072, "RSA", 3072},
+	    {KEY_RSA_4096, "RSA", 4096},
 	};
 	struct dbpki_err e;
 	enum cfg_key_alg got;
@@ -141,8 +141,8 @@ test_key_types(void **state)
 static void
 test_keygen_parallel(void **state)
 {
-	enum cfg_key_alg algs[5] = { KEY_EC_P256, KEY_RSA_3072, KEY_EC_P384,
-	    KEY_EC_P256, KEY_RSA_3072 };
+	enum cfg_key_alg algs[5] = {
+	    KEY_EC_P256, KEY_RSA_3072, KEY_EC_P384, KEY_EC_P256, KEY_RSA_3072};
 	EVP_PKEY *keys[5];
 	struct dbpki_err e;
 	enum cfg_key_alg got;
@@ -178,16 +178,16 @@ test_ca_profile(void **state)
 	assert_int_equal(X509_get_pathlen(ca.cert), 0);
 	assert_true(ext_critical(ca.cert, NID_basic_constraints));
 	assert_true(ext_critical(ca.cert, NID_key_usage));
-	assert_int_equal(X509_get_key_usage(ca.cert),
-	    KU_KEY_CERT_SIGN | KU_CRL_SIGN);
+	assert_int_equal(
+	    X509_get_key_usage(ca.cert), KU_KEY_CERT_SIGN | KU_CRL_SIGN);
 	ski = X509_get0_subject_key_id(ca.cert);
 	aki = X509_get0_authority_key_id(ca.cert);
 	assert_non_null(ski);
 	assert_non_null(aki);
 	assert_int_equal(ASN1_OCTET_STRING_cmp(ski, aki), 0);
 	assert_int_equal(X509_verify(ca.cert, ca.key), 1);
-	assert_int_equal(X509_get_signature_nid(ca.cert),
-	    NID_ecdsa_with_SHA256);
+	assert_int_equal(
+	    X509_get_signature_nid(ca.cert), NID_ecdsa_with_SHA256);
 	assert_serial_ok(ca.cert);
 	/* backdated a few minutes, not more than an hour */
 	assert_true(pki_cert_not_before(ca.cert) <= util_now() - 60);
@@ -195,16 +195,16 @@ test_ca_profile(void **state)
 	free_ca(&ca);
 
 	make_ca(&ca, KEY_EC_P384, "test dbca 384", 86400);
-	assert_int_equal(X509_get_signature_nid(ca.cert),
-	    NID_ecdsa_with_SHA384);
+	assert_int_equal(
+	    X509_get_signature_nid(ca.cert), NID_ecdsa_with_SHA384);
 	free_ca(&ca);
 }
 
 static int
 has_san(X509 *x, int type, const char *text)
 {
-	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL,
-	    NULL);
+	GENERAL_NAMES *gens =
+	    X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	const GENERAL_NAME *gn;
 	int i, found = 0, n;
 
@@ -214,13 +214,15 @@ has_san(X509 *x, int type, const char *text)
 			continue;
 		if (type == GEN_DNS) {
 			n = ASN1_STRING_length(gn->d.dNSName);
-			found |= (size_t)n == strlen(text) && memcmp(
-			    ASN1_STRING_get0_data(gn->d.dNSName), text, n) == 0;
+			found |= (size_t)n == strlen(text) &&
+				 memcmp(ASN1_STRING_get0_data(gn->d.dNSName),
+				     text, n) == 0;
 		} else {
 			ASN1_OCTET_STRING *ip = a2i_IPADDRESS(text);
 
 			assert_non_null(ip);
-			found |= ASN1_OCTET_STRING_cmp(ip, gn->d.iPAddress) == 0;
+			found |=
+			    ASN1_OCTET_STRING_cmp(ip, gn->d.iPAddress) == 0;
 			ASN1_OCTET_STRING_free(ip);
 		}
 	}
@@ -231,8 +233,8 @@ has_san(X509 *x, int type, const char *text)
 static int
 san_count(X509 *x)
 {
-	GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL,
-	    NULL);
+	GENERAL_NAMES *gens =
+	    X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	int n = gens ? sk_GENERAL_NAME_num(gens) : 0;
 
 	GENERAL_NAMES_free(gens);
@@ -242,8 +244,8 @@ san_count(X509 *x)
 static void
 test_server_profile_ec(void **state)
 {
-	static const char *const san[] = { "db1.example.com", "10.0.0.11",
-	    "db.example.com", "fd00::11", "DB1.example.com" };
+	static const char *const san[] = {"db1.example.com", "10.0.0.11",
+	    "db.example.com", "fd00::11", "DB1.example.com"};
 	struct ca_fx ca;
 	EVP_PKEY *k = NULL;
 	X509 *x;
@@ -268,7 +270,8 @@ test_server_profile_ec(void **state)
 	assert_false(has_san(x, GEN_DNS, "10.0.0.11"));
 	assert_int_equal(san_count(x), 4);
 	assert_int_equal(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(x),
-	    X509_get0_subject_key_id(ca.cert)), 0);
+			     X509_get0_subject_key_id(ca.cert)),
+	    0);
 	assert_non_null(X509_get0_subject_key_id(x));
 	assert_int_equal(X509_check_issued(ca.cert, x), X509_V_OK);
 	assert_int_equal(X509_verify(x, ca.key), 1);
@@ -286,7 +289,7 @@ test_server_profile_ec(void **state)
 static void
 test_server_profile_rsa_and_client(void **state)
 {
-	static const char *const san[] = { "db1.example.com", "10.0.0.11" };
+	static const char *const san[] = {"db1.example.com", "10.0.0.11"};
 	struct ca_fx ca;
 	EVP_PKEY *k = NULL;
 	X509 *x;
@@ -296,8 +299,8 @@ test_server_profile_rsa_and_client(void **state)
 	make_ca(&ca, KEY_EC_P384, "test dbca", 3650LL * 86400);
 	x = make_leaf(&ca, PKI_PROFILE_SERVER, KEY_RSA_3072, "db1.example.com",
 	    san, 2, 397LL * 86400, &k);
-	assert_int_equal(X509_get_key_usage(x),
-	    KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT);
+	assert_int_equal(
+	    X509_get_key_usage(x), KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT);
 	assert_int_equal(EVP_PKEY_get_bits(X509_get0_pubkey(x)), 3072);
 	/* signed by a P-384 CA: SHA-384 */
 	assert_int_equal(X509_get_signature_nid(x), NID_ecdsa_with_SHA384);
@@ -327,10 +330,10 @@ test_serials_differ(void **state)
 
 	(void)state;
 	make_ca(&ca, KEY_EC_P256, "test dbca", 86400 * 30);
-	a = make_leaf(&ca, PKI_PROFILE_CLIENT, KEY_EC_P256, "u", NULL, 0,
-	    86400, &k1);
-	b = make_leaf(&ca, PKI_PROFILE_CLIENT, KEY_EC_P256, "u", NULL, 0,
-	    86400, &k2);
+	a = make_leaf(
+	    &ca, PKI_PROFILE_CLIENT, KEY_EC_P256, "u", NULL, 0, 86400, &k1);
+	b = make_leaf(
+	    &ca, PKI_PROFILE_CLIENT, KEY_EC_P256, "u", NULL, 0, 86400, &k2);
 	pki_cert_serial_hex(a, sa);
 	pki_cert_serial_hex(b, sb);
 	assert_int_equal(strlen(sa), 40);
@@ -361,8 +364,7 @@ test_not_after_capped(void **state)
 	free_ca(&ca);
 }
 
-static STACK_OF(X509) *
-bundle_of(X509 *x)
+static STACK_OF(X509) * bundle_of(X509 *x)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
 
@@ -373,7 +375,7 @@ bundle_of(X509 *x)
 }
 
 static void
-assert_verify_fails(X509 *x, STACK_OF(X509) *b, enum pki_purpose p,
+assert_verify_fails(X509 *x, STACK_OF(X509) * b, enum pki_purpose p,
     const char *host, int64_t at, const char *why)
 {
 	struct dbpki_err e;
@@ -387,9 +389,9 @@ assert_verify_fails(X509 *x, STACK_OF(X509) *b, enum pki_purpose p,
 static void
 test_verify_reasons(void **state)
 {
-	static const char *const san[] = { "db1.example.com", "10.0.0.11" };
+	static const char *const san[] = {"db1.example.com", "10.0.0.11"};
 	struct ca_fx ca, other;
-	STACK_OF(X509) *b, *bo;
+	STACK_OF(X509) * b, *bo;
 	struct dbpki_err e;
 	EVP_PKEY *k = NULL, *kc = NULL;
 	X509 *srv, *cli, *bad;
@@ -407,25 +409,25 @@ test_verify_reasons(void **state)
 	b = bundle_of(ca.cert);
 	bo = bundle_of(other.cert);
 
-	ok(&e, pki_verify(srv, b, PKI_PURPOSE_SERVER, "db1.example.com", 0,
-	    &e));
+	ok(&e,
+	    pki_verify(srv, b, PKI_PURPOSE_SERVER, "db1.example.com", 0, &e));
 	ok(&e, pki_verify(srv, b, PKI_PURPOSE_SERVER, "10.0.0.11", 0, &e));
 	ok(&e, pki_verify(cli, b, PKI_PURPOSE_CLIENT, NULL, 0, &e));
 	assert_verify_fails(srv, b, PKI_PURPOSE_ANY, NULL,
 	    util_now() + 31LL * 86400, "expired");
-	assert_verify_fails(srv, b, PKI_PURPOSE_ANY, NULL,
-	    util_now() - 86400, "not yet valid");
+	assert_verify_fails(
+	    srv, b, PKI_PURPOSE_ANY, NULL, util_now() - 86400, "not yet valid");
 	/* same CA name, different key: not our issuer */
-	assert_verify_fails(srv, bo, PKI_PURPOSE_ANY, NULL, 0,
-	    "unknown issuer");
-	assert_verify_fails(cli, b, PKI_PURPOSE_SERVER, NULL, 0,
-	    "wrong purpose");
-	assert_verify_fails(srv, b, PKI_PURPOSE_CLIENT, NULL, 0,
-	    "wrong purpose");
+	assert_verify_fails(
+	    srv, bo, PKI_PURPOSE_ANY, NULL, 0, "unknown issuer");
+	assert_verify_fails(
+	    cli, b, PKI_PURPOSE_SERVER, NULL, 0, "wrong purpose");
+	assert_verify_fails(
+	    srv, b, PKI_PURPOSE_CLIENT, NULL, 0, "wrong purpose");
 	assert_verify_fails(srv, b, PKI_PURPOSE_SERVER, "db2.example.com", 0,
 	    "name not in SAN");
-	assert_verify_fails(srv, b, PKI_PURPOSE_SERVER, "10.0.0.12", 0,
-	    "name not in SAN");
+	assert_verify_fails(
+	    srv, b, PKI_PURPOSE_SERVER, "10.0.0.12", 0, "name not in SAN");
 
 	/* flip the last byte of the signature */
 	len = i2d_X509(srv, &der);
@@ -465,11 +467,11 @@ test_key_pem_roundtrip(void **state)
 	ok(&e, pki_key_generate(KEY_EC_P384, &k, &e));
 	ok(&e, pki_key_to_pem(k, "s3cret pass", &pem, &len, &e));
 	assert_non_null(strstr((char *)pem, "ENCRYPTED PRIVATE KEY"));
-	assert_int_equal(pki_key_from_pem(pem, len, "wrong", "k", &back, &e),
-	    DBPKI_E_PKI);
+	assert_int_equal(
+	    pki_key_from_pem(pem, len, "wrong", "k", &back, &e), DBPKI_E_PKI);
 	assert_non_null(strstr(e.msg, "wrong passphrase"));
-	assert_int_equal(pki_key_from_pem(pem, len, NULL, "k", &back, &e),
-	    DBPKI_E_PKI);
+	assert_int_equal(
+	    pki_key_from_pem(pem, len, NULL, "k", &back, &e), DBPKI_E_PKI);
 	assert_non_null(strstr(e.msg, "encrypted"));
 	ok(&e, pki_key_from_pem(pem, len, "s3cret pass", "k", &back, &e));
 	assert_int_equal(EVP_PKEY_eq(k, back), 1);
@@ -488,10 +490,10 @@ test_key_pem_roundtrip(void **state)
 static void
 test_csr_and_sign(void **state)
 {
-	static const char *const san[] = { "app.example.com", "192.0.2.7" };
+	static const char *const san[] = {"app.example.com", "192.0.2.7"};
 	char names[8][CFG_HOST];
-	struct pki_spec *s = calloc(1, sizeof(*s)), *got = calloc(1,
-	    sizeof(*got));
+	struct pki_spec *s = calloc(1, sizeof(*s)),
+			*got = calloc(1, sizeof(*got));
 	struct dbpki_err e;
 	struct ca_fx ca;
 	EVP_PKEY *k = NULL, *weak;
@@ -514,8 +516,8 @@ test_csr_and_sign(void **state)
 	assert_int_equal(got->n_san, 2);
 	got->profile = PKI_PROFILE_SERVER;
 	got->validity = 86400;
-	ok(&e, pki_cert_build(got, X509_REQ_get0_pubkey(req), ca.cert, ca.key,
-	    &x, &e));
+	ok(&e, pki_cert_build(
+		   got, X509_REQ_get0_pubkey(req), ca.cert, ca.key, &x, &e));
 	assert_true(pki_cert_san_equal(x, s));
 	assert_true(pki_cert_key_matches(x, k));
 	assert_int_equal(X509_get_extended_key_usage(x), XKU_SSL_SERVER);
@@ -527,13 +529,13 @@ test_csr_and_sign(void **state)
 	weak = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
 	assert_non_null(weak);
 	ok(&e, pki_csr_build(s, weak, &req, &e));
-	assert_int_equal(pki_csr_read_spec(req, got, names, 8, &e),
-	    DBPKI_E_CONFIG);
+	assert_int_equal(
+	    pki_csr_read_spec(req, got, names, 8, &e), DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "RSA 2048"));
 	/* a CSR whose signature does not verify is refused */
 	assert_int_equal(X509_REQ_set_pubkey(req, k), 1);
-	assert_int_equal(pki_csr_read_spec(req, got, names, 8, &e),
-	    DBPKI_E_PKI);
+	assert_int_equal(
+	    pki_csr_read_spec(req, got, names, 8, &e), DBPKI_E_PKI);
 	X509_REQ_free(req);
 	EVP_PKEY_free(weak);
 	EVP_PKEY_free(k);
@@ -562,17 +564,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_key_types),
-		cmocka_unit_test(test_keygen_parallel),
-		cmocka_unit_test(test_ca_profile),
-		cmocka_unit_test(test_server_profile_ec),
-		cmocka_unit_test(test_server_profile_rsa_and_client),
-		cmocka_unit_test(test_serials_differ),
-		cmocka_unit_test(test_not_after_capped),
-		cmocka_unit_test(test_verify_reasons),
-		cmocka_unit_test(test_key_pem_roundtrip),
-		cmocka_unit_test(test_csr_and_sign),
-		cmocka_unit_test(test_san_rejects_garbage),
+	    cmocka_unit_test(test_key_types),
+	    cmocka_unit_test(test_keygen_parallel),
+	    cmocka_unit_test(test_ca_profile),
+	    cmocka_unit_test(test_server_profile_ec),
+	    cmocka_unit_test(test_server_profile_rsa_and_client),
+	    cmocka_unit_test(test_serials_differ),
+	    cmocka_unit_test(test_not_after_capped),
+	    cmocka_unit_test(test_verify_reasons),
+	    cmocka_unit_test(test_key_pem_roundtrip),
+	    cmocka_unit_test(test_csr_and_sign),
+	    cmocka_unit_test(test_san_rejects_garbage),
 	};
 
 	log_init(0, 1, 0);

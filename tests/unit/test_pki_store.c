@@ -47,7 +47,8 @@ load(struct fx *f, const char *ca_validity, const char *ca_extra,
 	char text[4096];
 
 	assert_int_equal(util_fmt(text, sizeof(text), inv_fmt, f->state,
-	    ca_validity, ca_extra, server_key, mode, db2_host), 0);
+			     ca_validity, ca_extra, server_key, mode, db2_host),
+	    0);
 	err_clear(&f->e);
 	if (cfg_load_string("test.ini", text, &f->c, &f->e) != 0)
 		fail_msg("inventory: %s", f->e.msg);
@@ -237,8 +238,8 @@ test_issue_idempotent_and_supersede(void **state)
 	assert_int_equal(access(p, F_OK), 0);
 	pki_store_path(&f->c, p, "keys/%s.key", s2);
 	assert_int_equal(access(p, F_OK), -1);
-	pki_store_path(&f->c, p, "issued/%s.crt",
-	    active(&a, "server", "db2")->serial);
+	pki_store_path(
+	    &f->c, p, "issued/%s.crt", active(&a, "server", "db2")->serial);
 	ok(f, pki_cert_load_pem(p, &x, &f->e));
 	assert_true(pki_cert_covers(x, "db2-new.example.com"));
 	assert_false(pki_cert_covers(x, "db2.example.com"));
@@ -291,8 +292,8 @@ test_leaf_capped_at_ca(void **state)
 	ok(f, pki_issue_all(&f->c, 0, &f->e));
 	ok(f, pki_ca_load_cert(&f->c, &ca, &f->e));
 	ok(f, pki_index_load(&f->c, &a, &f->e));
-	pki_store_path(&f->c, p, "issued/%s.crt",
-	    active(&a, "server", "db1")->serial);
+	pki_store_path(
+	    &f->c, p, "issued/%s.crt", active(&a, "server", "db1")->serial);
 	ok(f, pki_cert_load_pem(p, &x, &f->e));
 	assert_true(pki_cert_not_after(x) <= pki_cert_not_after(ca));
 	assert_true(pki_cert_not_after(x) >= pki_cert_not_after(ca) - 1);
@@ -404,7 +405,7 @@ test_release_build_and_check(void **state)
 		    strstr(rel.files[i].name, ".key") ? 0 : 40);
 	}
 	ok(f, pki_cert_from_pem(pki_release_file(&rel, "server.crt")->data,
-	    pki_release_file(&rel, "server.crt")->len, "t", &x, &f->e));
+		  pki_release_file(&rel, "server.crt")->len, "t", &x, &f->e));
 	assert_true(pki_cert_covers(x, "db1.example.com"));
 	assert_true(pki_cert_covers(x, "10.0.0.11"));
 	X509_free(x);
@@ -416,8 +417,8 @@ test_release_build_and_check(void **state)
 	rel.files[4] = tmp;
 	memcpy(rel.files[2].name, "server.key", sizeof("server.key"));
 	memcpy(rel.files[4].name, "client.key", sizeof("client.key"));
-	assert_int_equal(pki_release_check(&f->c, db1, &rel, &f->e),
-	    DBPKI_E_VERIFY);
+	assert_int_equal(
+	    pki_release_check(&f->c, db1, &rel, &f->e), DBPKI_E_VERIFY);
 	assert_non_null(strstr(f->e.msg, "db1"));
 	assert_non_null(strstr(f->e.msg, "server.key"));
 	pki_release_free(&rel);
@@ -430,8 +431,9 @@ test_release_build_and_check(void **state)
 	/* The server release of db1 does not cover db2. */
 	pki_release_free(&rel);
 	ok(f, pki_release_build(&f->c, db1, &rel, &f->e));
-	assert_int_equal(pki_release_check(&f->c, cfg_node_by_name(&f->c,
-	    "db2"), &rel, &f->e), DBPKI_E_VERIFY);
+	assert_int_equal(pki_release_check(&f->c,
+			     cfg_node_by_name(&f->c, "db2"), &rel, &f->e),
+	    DBPKI_E_VERIFY);
 	assert_non_null(strstr(f->e.msg, "db2"));
 	pki_release_free(&rel);
 }
@@ -453,16 +455,16 @@ test_shared_mode(void **state)
 	assert_int_equal(idx.n, 3);
 	pki_index_free(&idx);
 	memset(&rel, 0, sizeof(rel));
-	ok(f, pki_release_build(&f->c, cfg_node_by_name(&f->c, "db2"), &rel,
-	    &f->e));
+	ok(f, pki_release_build(
+		  &f->c, cfg_node_by_name(&f->c, "db2"), &rel, &f->e));
 	ok(f, pki_cert_from_pem(pki_release_file(&rel, "server.crt")->data,
-	    pki_release_file(&rel, "server.crt")->len, "t", &x, &f->e));
+		  pki_release_file(&rel, "server.crt")->len, "t", &x, &f->e));
 	assert_true(pki_cert_covers(x, "db1.example.com"));
 	assert_true(pki_cert_covers(x, "10.0.0.12"));
 	assert_true(pki_cert_covers(x, "db.example.com"));
 	assert_false(pki_cert_covers(x, "app1.example.com"));
-	ok(f, pki_release_check(&f->c, cfg_node_by_name(&f->c, "db2"), &rel,
-	    &f->e));
+	ok(f, pki_release_check(
+		  &f->c, cfg_node_by_name(&f->c, "db2"), &rel, &f->e));
 	X509_free(x);
 	pki_release_free(&rel);
 }
@@ -487,27 +489,25 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_no_ca, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ca_init_refuses_overwrite,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_store_modes, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_issue_idempotent_and_supersede, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_issue_force_and_key_change,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_leaf_capped_at_ca, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_encrypted_ca_key, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_encrypted_ca_key_env, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_release_build_and_check,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shared_mode, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_index_damaged, setup,
-		    teardown),
+	    cmocka_unit_test_setup_teardown(test_no_ca, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_ca_init_refuses_overwrite, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_store_modes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_issue_idempotent_and_supersede, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_issue_force_and_key_change, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_leaf_capped_at_ca, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_encrypted_ca_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_encrypted_ca_key_env, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_release_build_and_check, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_mode, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_index_damaged, setup, teardown),
 	};
 
 	log_init(0, 1, 0);

@@ -16,7 +16,7 @@
 #include "dbpki/playbook.h"
 #include "dbpki/util.h"
 
-#define HEAD "[playbook]\nname = t\n"   /* lines 1-2 */
+#define HEAD "[playbook]\nname = t\n" /* lines 1-2 */
 
 #define P (1u << ROLE_PRIMARY)
 #define R (1u << ROLE_REPLICA)
@@ -24,96 +24,97 @@
 
 static const struct {
 	const char *text;
-	const char *where;  /* "t.ini:LINE:" or "t.ini: " */
+	const char *where; /* "t.ini:LINE:" or "t.ini: " */
 	const char *what;
 } bad[] = {
-	{ HEAD "[step a]\naction = x\nroles = all\n[foo]\n", "t.ini:6:",
-	    "unknown section [foo]" },
-	{ HEAD "[step a]\naction = x\nroles = all\nsleep = 3\n", "t.ini:6:",
-	    "[step a] sleep: unknown key" },
-	{ HEAD "author = me\n[step a]\naction = x\nroles = all\n", "t.ini:3:",
-	    "[playbook] author: unknown key" },
-	{ HEAD "[step a]\naction = x\nroles = primary, standby\n", "t.ini:5:",
-	    "[step a] roles: \"primary, standby\"" },
-	{ HEAD "[step a]\naction = x\nroles = primary,,client\n", "t.ini:5:",
-	    "[step a] roles:" },
-	{ HEAD "[step a]\naction = x\nroles = primary,\n", "t.ini:5:",
-	    "[step a] roles:" },
-	{ HEAD "[step a]\naction = x\nroles =\n", "t.ini:5:",
-	    "[step a] roles:" },
-	{ HEAD "[step a]\naction = x\nroles = all\nmode = fast\n", "t.ini:6:",
-	    "[step a] mode: \"fast\" is not one of: parallel, serial" },
-	{ HEAD "[step a]\naction = x\nroles = all\non_failure = retry\n",
-	    "t.ini:6:", "[step a] on_failure: \"retry\"" },
-	{ HEAD "[step a]\naction = x\nroles = all\nupload = true\n", "t.ini:6:",
-	    "[step a] upload: \"true\" is not one of: yes, no" },
-	{ HEAD "[step a]\naction = x\nroles = all\nverify = cluster\n",
-	    "t.ini:6:", "either action (line 4) or verify (line 6), not both" },
-	{ HEAD "[step a]\nverify = cluster\n\naction = x\n", "t.ini:6:",
-	    "[step a] action: a step has either action (line 6) or verify "
-	    "(line 4)" },
-	{ HEAD "[step a]\naction = x\nroles = all\n[step b]\nverify = cluster\n"
-	    "[step a]\n", "t.ini:8:", "[step a]: duplicate step (first at line 3)" },
-	{ HEAD "\n[step a]\nroles = all\nmode = serial\n", "t.ini:4:",
-	    "[step a]: needs action = NAME" },
-	{ HEAD "[step a]\naction = ../remove\nroles = all\n", "t.ini:4:",
-	    "[step a] action: \"../remove\" is not an action name" },
-	{ HEAD "[step a]\naction = Remove\nroles = all\n", "t.ini:4:",
-	    "is not an action name" },
-	{ HEAD "[step a]\naction = x\nundo = rm -rf\nroles = all\n", "t.ini:5:",
-	    "[step a] undo: \"rm -rf\" is not an action name" },
-	{ HEAD "[step a]\naction = x\nroles = all\nroles = primary\n",
-	    "t.ini:6:", "[step a] roles: given twice (first at line 5)" },
-	{ HEAD "description = a\ndescription = b\n[step a]\nverify = cluster\n",
-	    "t.ini:4:", "[playbook] description: given twice (first at line 3)" },
-	{ HEAD "[step a]\nverify = cluster\n[playbook]\n", "t.ini:5:",
-	    "[playbook]: given twice (first at line 1)" },
-	{ "name = t\n[playbook]\n", "t.ini:1:", "key outside any section" },
-	{ HEAD "[step a]\naction = x\nroles = primary,\n  client\n", "t.ini:5:",
-	    "roles:" },
-	{ HEAD "[step a]\naction = x\nroles = primary\n  , client\n", "t.ini:6:",
-	    "indented line" },
-	{ HEAD "[step a]\n\taction = x\n", "t.ini:4:", "indented line" },
-	{ HEAD "[step a]\naction = x\nroles = all\nthis line has no equals\n",
-	    "t.ini:6:", "expected `key = value`" },
-	{ HEAD "[step a]\naction = x\nroles = all\nmode = serial\n"
-	    "junk\n", "t.ini:7:", "expected `key = value`" },
-	/* A syntax error before a key error is reported first. */
-	{ HEAD "junk\n[step a]\naction = x\nroles = all\nbogus = 1\n",
-	    "t.ini:3:", "expected `key = value`" },
-	{ HEAD "[step a]\nverify = cluster\n[step b\n", "t.ini:5:",
-	    "section header without ']'" },
-	{ HEAD "[step a] extra\nverify = cluster\n", "t.ini:3:",
-	    "text after the section header" },
-	{ HEAD "[step]\nverify = cluster\n", "t.ini:3:", "[step]: a step needs a name" },
-	{ HEAD "[step Big]\nverify = cluster\n", "t.ini:3:",
-	    "[step Big]: a step name must be [a-z0-9_-]+" },
-	{ HEAD "[step a]\naction = x\n\n", "t.ini:3:",
-	    "[step a]: roles = missing" },
-	{ HEAD "[step a]\nverify = cluster\nupload = yes\n", "t.ini:5:",
-	    "[step a] upload: only an action step ships files" },
-	{ HEAD "[step a]\nverify = cluster\nundo = revert\n", "t.ini:5:",
-	    "[step a] undo: a verification has nothing to undo" },
-	{ HEAD "[step a]\nverify = everything\n", "t.ini:4:",
-	    "[step a] verify: \"everything\" is not one of: cluster, primary" },
-	{ HEAD "[step a]\naction = x\nroles = all\nplatforms = oracle\n",
-	    "t.ini:6:", "[step a] platforms: \"oracle\"" },
-	{ HEAD "[step a]\naction = x\x01\nroles = all\n", "t.ini:4:",
-	    "control byte 0x01" },
-	{ HEAD "[step a]\naction = x\nroles = all\nmode = serial\x7f\n",
-	    "t.ini:6:", "control byte 0x7f" },
-	{ "[playbook]\nname = Bad Name\n[step a]\nverify = cluster\n",
-	    "t.ini:2:", "[playbook] name: \"Bad Name\" is not [a-z0-9_-]+" },
-	{ HEAD "[step a]\naction = x\nroles = all\non_failure = rollback\n"
-	    "[step b]\naction = y\nundo = y\nroles = all\n", "t.ini:6:",
-	    "[step a] on_failure: rollback, but neither this step nor one "
-	    "before it has undo" },
-	{ "[step a]\nverify = cluster\n", "t.ini: ", "no [playbook] section" },
-	{ "[playbook]\ndescription = x\n[step a]\nverify = cluster\n",
-	    "t.ini:1:", "[playbook]: name = missing" },
-	{ HEAD "description = nothing here\n", "t.ini: ",
-	    "no [step NAME] sections" },
-	{ "", "t.ini: ", "no [playbook] section" },
+    {HEAD "[step a]\naction = x\nroles = all\n[foo]\n",
+	"t.ini:6:", "unknown section [foo]"},
+    {HEAD "[step a]\naction = x\nroles = all\nsleep = 3\n",
+	"t.ini:6:", "[step a] sleep: unknown key"},
+    {HEAD "author = me\n[step a]\naction = x\nroles = all\n",
+	"t.ini:3:", "[playbook] author: unknown key"},
+    {HEAD "[step a]\naction = x\nroles = primary, standby\n",
+	"t.ini:5:", "[step a] roles: \"primary, standby\""},
+    {HEAD "[step a]\naction = x\nroles = primary,,client\n",
+	"t.ini:5:", "[step a] roles:"},
+    {HEAD "[step a]\naction = x\nroles = primary,\n",
+	"t.ini:5:", "[step a] roles:"},
+    {HEAD "[step a]\naction = x\nroles =\n", "t.ini:5:", "[step a] roles:"},
+    {HEAD "[step a]\naction = x\nroles = all\nmode = fast\n",
+	"t.ini:6:", "[step a] mode: \"fast\" is not one of: parallel, serial"},
+    {HEAD "[step a]\naction = x\nroles = all\non_failure = retry\n",
+	"t.ini:6:", "[step a] on_failure: \"retry\""},
+    {HEAD "[step a]\naction = x\nroles = all\nupload = true\n",
+	"t.ini:6:", "[step a] upload: \"true\" is not one of: yes, no"},
+    {HEAD "[step a]\naction = x\nroles = all\nverify = cluster\n",
+	"t.ini:6:", "either action (line 4) or verify (line 6), not both"},
+    {HEAD "[step a]\nverify = cluster\n\naction = x\n", "t.ini:6:",
+	"[step a] action: a step has either action (line 6) or verify "
+	"(line 4)"},
+    {HEAD "[step a]\naction = x\nroles = all\n[step b]\nverify = cluster\n"
+	  "[step a]\n",
+	"t.ini:8:", "[step a]: duplicate step (first at line 3)"},
+    {HEAD "\n[step a]\nroles = all\nmode = serial\n",
+	"t.ini:4:", "[step a]: needs action = NAME"},
+    {HEAD "[step a]\naction = ../remove\nroles = all\n",
+	"t.ini:4:", "[step a] action: \"../remove\" is not an action name"},
+    {HEAD "[step a]\naction = Remove\nroles = all\n",
+	"t.ini:4:", "is not an action name"},
+    {HEAD "[step a]\naction = x\nundo = rm -rf\nroles = all\n",
+	"t.ini:5:", "[step a] undo: \"rm -rf\" is not an action name"},
+    {HEAD "[step a]\naction = x\nroles = all\nroles = primary\n",
+	"t.ini:6:", "[step a] roles: given twice (first at line 5)"},
+    {HEAD "description = a\ndescription = b\n[step a]\nverify = cluster\n",
+	"t.ini:4:", "[playbook] description: given twice (first at line 3)"},
+    {HEAD "[step a]\nverify = cluster\n[playbook]\n",
+	"t.ini:5:", "[playbook]: given twice (first at line 1)"},
+    {"name = t\n[playbook]\n", "t.ini:1:", "key outside any section"},
+    {HEAD "[step a]\naction = x\nroles = primary,\n  client\n",
+	"t.ini:5:", "roles:"},
+    {HEAD "[step a]\naction = x\nroles = primary\n  , client\n",
+	"t.ini:6:", "indented line"},
+    {HEAD "[step a]\n\taction = x\n", "t.ini:4:", "indented line"},
+    {HEAD "[step a]\naction = x\nroles = all\nthis line has no equals\n",
+	"t.ini:6:", "expected `key = value`"},
+    {HEAD "[step a]\naction = x\nroles = all\nmode = serial\n"
+	  "junk\n",
+	"t.ini:7:", "expected `key = value`"},
+    /* A syntax error before a key error is reported first. */
+    {HEAD "junk\n[step a]\naction = x\nroles = all\nbogus = 1\n",
+	"t.ini:3:", "expected `key = value`"},
+    {HEAD "[step a]\nverify = cluster\n[step b\n",
+	"t.ini:5:", "section header without ']'"},
+    {HEAD "[step a] extra\nverify = cluster\n",
+	"t.ini:3:", "text after the section header"},
+    {HEAD "[step]\nverify = cluster\n",
+	"t.ini:3:", "[step]: a step needs a name"},
+    {HEAD "[step Big]\nverify = cluster\n",
+	"t.ini:3:", "[step Big]: a step name must be [a-z0-9_-]+"},
+    {HEAD "[step a]\naction = x\n\n", "t.ini:3:", "[step a]: roles = missing"},
+    {HEAD "[step a]\nverify = cluster\nupload = yes\n",
+	"t.ini:5:", "[step a] upload: only an action step ships files"},
+    {HEAD "[step a]\nverify = cluster\nundo = revert\n",
+	"t.ini:5:", "[step a] undo: a verification has nothing to undo"},
+    {HEAD "[step a]\nverify = everything\n", "t.ini:4:",
+	"[step a] verify: \"everything\" is not one of: cluster, primary"},
+    {HEAD "[step a]\naction = x\nroles = all\nplatforms = oracle\n",
+	"t.ini:6:", "[step a] platforms: \"oracle\""},
+    {HEAD "[step a]\naction = x\x01\nroles = all\n",
+	"t.ini:4:", "control byte 0x01"},
+    {HEAD "[step a]\naction = x\nroles = all\nmode = serial\x7f\n",
+	"t.ini:6:", "control byte 0x7f"},
+    {"[playbook]\nname = Bad Name\n[step a]\nverify = cluster\n",
+	"t.ini:2:", "[playbook] name: \"Bad Name\" is not [a-z0-9_-]+"},
+    {HEAD "[step a]\naction = x\nroles = all\non_failure = rollback\n"
+	  "[step b]\naction = y\nundo = y\nroles = all\n",
+	"t.ini:6:",
+	"[step a] on_failure: rollback, but neither this step nor one "
+	"before it has undo"},
+    {"[step a]\nverify = cluster\n", "t.ini: ", "no [playbook] section"},
+    {"[playbook]\ndescription = x\n[step a]\nverify = cluster\n",
+	"t.ini:1:", "[playbook]: name = missing"},
+    {HEAD "description = nothing here\n", "t.ini: ", "no [step NAME] sections"},
+    {"", "t.ini: ", "no [playbook] section"},
 };
 
 static void
@@ -127,7 +128,8 @@ test_parse_errors(void **state)
 	assert_non_null(pb = malloc(sizeof(*pb)));
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err_clear(&e);
-		if (pb_load_string("t.ini", bad[i].text, pb, &e) != DBPKI_E_CONFIG)
+		if (pb_load_string("t.ini", bad[i].text, pb, &e) !=
+		    DBPKI_E_CONFIG)
 			fail_msg("case %zu: accepted or wrong code %d: %s", i,
 			    e.code, e.msg);
 		if (strncmp(e.msg, bad[i].where, strlen(bad[i].where)) != 0 ||
@@ -166,7 +168,8 @@ test_line_length(void **state)
 	 * whole (it needs room for "\r\n\0"). */
 	desc = long_line("description = ", 197);
 	assert_int_equal(util_fmt(text, sizeof(text),
-	    HEAD "%s\r\n[step a]\nverify = cluster\n", desc), 0);
+			     HEAD "%s\r\n[step a]\nverify = cluster\n", desc),
+	    0);
 	err_clear(&e);
 	if (pb_load_string("t.ini", text, pb, &e) != 0)
 		fail_msg("%s", e.msg);
@@ -175,10 +178,11 @@ test_line_length(void **state)
 	/* inih would split a longer line in two and read the tail as a key. */
 	desc = long_line("description = ", 198);
 	assert_int_equal(util_fmt(text, sizeof(text),
-	    HEAD "%s\n[step a]\nverify = cluster\n", desc), 0);
+			     HEAD "%s\n[step a]\nverify = cluster\n", desc),
+	    0);
 	assert_int_equal(pb_load_string("t.ini", text, pb, &e), DBPKI_E_CONFIG);
-	assert_string_equal(e.msg,
-	    "t.ini:3: line too long (198 characters, at most 197)");
+	assert_string_equal(
+	    e.msg, "t.ini:3: line too long (198 characters, at most 197)");
 	free(desc);
 	free(pb);
 }
@@ -202,7 +206,8 @@ test_too_many_steps(void **state)
 	assert_int_equal(pb_load_string("t.ini", text, pb, &e), 0);
 	assert_int_equal(pb->n_steps, PB_MAX_STEPS);
 	assert_string_equal(pb->steps[31].name, "s31");
-	snprintf(text + len, sizeof(text) - len, "[step s32]\nverify = cluster\n");
+	snprintf(
+	    text + len, sizeof(text) - len, "[step s32]\nverify = cluster\n");
 	assert_int_equal(pb_load_string("t.ini", text, pb, &e), DBPKI_E_CONFIG);
 	/* Header of step 33 is line 2 + 2 * 32 + 1. */
 	snprintf(want, sizeof(want), "t.ini:%d: [step s32]: too many steps",
@@ -215,10 +220,10 @@ test_too_many_steps(void **state)
 static void
 test_rollback_after_undo(void **state)
 {
-	static const char text[] = HEAD
-	    "[step a]\naction = x\nroles = all\non_failure = rollback\n"
-	    "undo = y\n[step b]\nverify = cluster\non_failure = rollback\n"
-	    "[step c]\naction = z\nroles = all\non_failure = rollback\n";
+	static const char text[] =
+	    HEAD "[step a]\naction = x\nroles = all\non_failure = rollback\n"
+		 "undo = y\n[step b]\nverify = cluster\non_failure = rollback\n"
+		 "[step c]\naction = z\nroles = all\non_failure = rollback\n";
 	struct playbook *pb;
 	struct dbpki_err e;
 
@@ -305,8 +310,10 @@ test_defaults_and_values(void **state)
 	assert_int_equal(s->verify, PB_VERIFY_CLUSTER);
 	assert_int_equal(s->roles, R);
 	/* A byte order mark right before the first section header. */
-	if (pb_load_string("b.ini", "\xef\xbb\xbf[playbook]\nname = b\n"
-	    "[step a]\nverify = cluster\n", pb, &e) != 0)
+	if (pb_load_string("b.ini",
+		"\xef\xbb\xbf[playbook]\nname = b\n"
+		"[step a]\nverify = cluster\n",
+		pb, &e) != 0)
 		fail_msg("%s", e.msg);
 	assert_int_equal(pb->n_steps, 1);
 	pb_roles_string(P | C, roles, sizeof(roles));
@@ -320,7 +327,7 @@ test_defaults_and_values(void **state)
 
 struct want_step {
 	const char *name;
-	const char *action;     /* or the verify name */
+	const char *action; /* or the verify name */
 	unsigned roles;
 	int parallel;
 	int upload;
@@ -337,14 +344,17 @@ check_steps(const struct playbook *pb, const struct want_step *w, int n)
 	for (i = 0; i < n; i++) {
 		s = &pb->steps[i];
 		assert_string_equal(s->name, w[i].name);
-		assert_string_equal(s->verify == PB_VERIFY_NONE ? s->action :
-		    pb_verify_name(s->verify), w[i].action);
+		assert_string_equal(s->verify == PB_VERIFY_NONE
+					? s->action
+					: pb_verify_name(s->verify),
+		    w[i].action);
 		if (s->roles != w[i].roles || s->parallel != w[i].parallel ||
 		    s->upload != w[i].upload ||
 		    s->on_failure != w[i].on_failure)
 			fail_msg("%s step %s: roles %u parallel %d upload %d "
-			    "on_failure %d", pb->name, s->name, s->roles,
-			    s->parallel, s->upload, (int)s->on_failure);
+				 "on_failure %d",
+			    pb->name, s->name, s->roles, s->parallel, s->upload,
+			    (int)s->on_failure);
 	}
 }
 
@@ -352,29 +362,29 @@ static void
 test_shipped_playbooks(void **state)
 {
 	static const struct want_step boot[] = {
-		{ "remove", "remove", P | R | C, 1, 0, PB_FAIL_STOP },
-		{ "certs", "certs", P | R | C, 1, 1, PB_FAIL_STOP },
-		{ "initialize", "initialize", P, 0, 0, PB_FAIL_STOP },
-		{ "primary-up", "primary", P | R | C, 0, 0, PB_FAIL_STOP },
-		{ "join", "join", R, 1, 0, PB_FAIL_STOP },
-		{ "connect", "connect", C, 1, 0, PB_FAIL_STOP },
-		{ "verify", "cluster", P | R | C, 0, 0, PB_FAIL_STOP },
+	    {"remove", "remove", P | R | C, 1, 0, PB_FAIL_STOP},
+	    {"certs", "certs", P | R | C, 1, 1, PB_FAIL_STOP},
+	    {"initialize", "initialize", P, 0, 0, PB_FAIL_STOP},
+	    {"primary-up", "primary", P | R | C, 0, 0, PB_FAIL_STOP},
+	    {"join", "join", R, 1, 0, PB_FAIL_STOP},
+	    {"connect", "connect", C, 1, 0, PB_FAIL_STOP},
+	    {"verify", "cluster", P | R | C, 0, 0, PB_FAIL_STOP},
 	};
 	static const struct want_step rot[] = {
-		{ "snapshot", "snapshot", P | R, 0, 0, PB_FAIL_STOP },
-		{ "remove", "remove", R | C, 1, 0, PB_FAIL_STOP },
-		{ "remove-primary", "remove", P, 0, 0, PB_FAIL_STOP },
-		{ "certs", "certs", P | R | C, 1, 1, PB_FAIL_STOP },
-		{ "restart", "restart", P, 0, 0, PB_FAIL_STOP },
-		{ "primary-up", "primary", P | R | C, 0, 0, PB_FAIL_STOP },
-		{ "join", "join", R, 1, 0, PB_FAIL_STOP },
-		{ "connect", "connect", C, 1, 0, PB_FAIL_STOP },
-		{ "verify", "cluster", P | R | C, 0, 0, PB_FAIL_STOP },
+	    {"snapshot", "snapshot", P | R, 0, 0, PB_FAIL_STOP},
+	    {"remove", "remove", R | C, 1, 0, PB_FAIL_STOP},
+	    {"remove-primary", "remove", P, 0, 0, PB_FAIL_STOP},
+	    {"certs", "certs", P | R | C, 1, 1, PB_FAIL_STOP},
+	    {"restart", "restart", P, 0, 0, PB_FAIL_STOP},
+	    {"primary-up", "primary", P | R | C, 0, 0, PB_FAIL_STOP},
+	    {"join", "join", R, 1, 0, PB_FAIL_STOP},
+	    {"connect", "connect", C, 1, 0, PB_FAIL_STOP},
+	    {"verify", "cluster", P | R | C, 0, 0, PB_FAIL_STOP},
 	};
 	static const struct want_step ren[] = {
-		{ "certs", "certs", P | R | C, 1, 1, PB_FAIL_ROLLBACK },
-		{ "reload", "reload", P | R, 1, 0, PB_FAIL_ROLLBACK },
-		{ "verify", "cluster", P | R | C, 0, 0, PB_FAIL_ROLLBACK },
+	    {"certs", "certs", P | R | C, 1, 1, PB_FAIL_ROLLBACK},
+	    {"reload", "reload", P | R, 1, 0, PB_FAIL_ROLLBACK},
+	    {"verify", "cluster", P | R | C, 0, 0, PB_FAIL_ROLLBACK},
 	};
 	struct playbook *pb;
 	struct dbpki_err e;
@@ -393,8 +403,8 @@ test_shipped_playbooks(void **state)
 		fail_msg("%s", e.msg);
 	check_steps(pb, rot, sizeof(rot) / sizeof(rot[0]));
 	assert_int_equal(pb->steps[0].platforms, 1u << PLATFORM_CMS);
-	assert_false(pb_step_applies(&pb->steps[0], ROLE_PRIMARY,
-	    PLATFORM_POSTGRES));
+	assert_false(
+	    pb_step_applies(&pb->steps[0], ROLE_PRIMARY, PLATFORM_POSTGRES));
 
 	if (pb_load_named("renew", pb, &e) != 0)
 		fail_msg("%s", e.msg);
@@ -403,8 +413,8 @@ test_shipped_playbooks(void **state)
 	assert_string_equal(pb->steps[1].undo, "");
 
 	/* Names are checked before any path is built. */
-	assert_int_equal(pb_load_named("../playbooks/renew", pb, &e),
-	    DBPKI_E_USAGE);
+	assert_int_equal(
+	    pb_load_named("../playbooks/renew", pb, &e), DBPKI_E_USAGE);
 	assert_int_equal(pb_load_named("", pb, &e), DBPKI_E_USAGE);
 	assert_int_equal(pb_load_named("nosuch", pb, &e), DBPKI_E_SYS);
 	assert_non_null(strstr(e.msg, "nosuch.ini"));
@@ -441,7 +451,7 @@ test_files(void **state)
 	write_file(path, good, sizeof(good) - 1, 0644);
 	assert_int_equal(pb_load_named("other", pb, &e), DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "/other.ini:2: [playbook] name: says "
-	    "\"t\" but the file is other.ini"));
+				      "\"t\" but the file is other.ini"));
 	assert_int_equal(pb_load(path, pb, &e), 0);
 	assert_string_equal(pb->path, path);
 	unlink(path);
@@ -475,13 +485,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_errors),
-		cmocka_unit_test(test_line_length),
-		cmocka_unit_test(test_too_many_steps),
-		cmocka_unit_test(test_rollback_after_undo),
-		cmocka_unit_test(test_defaults_and_values),
-		cmocka_unit_test(test_shipped_playbooks),
-		cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_parse_errors),
+	    cmocka_unit_test(test_line_length),
+	    cmocka_unit_test(test_too_many_steps),
+	    cmocka_unit_test(test_rollback_after_undo),
+	    cmocka_unit_test(test_defaults_and_values),
+	    cmocka_unit_test(test_shipped_playbooks),
+	    cmocka_unit_test(test_files),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

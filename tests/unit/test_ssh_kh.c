@@ -10,10 +10,14 @@
 
 #include "dbpki/ssh.h"
 
-#define K1 "AAAAC3NzaC1lZDI1NTE5AAAAIGTo4M01efmCWzh/Q0hEigdKl1L++HUutGN1weP8THZQ"
-#define K2 "AAAAC3NzaC1lZDI1NTE5AAAAIG43lGl+J9r21D5FAV/b0xZ0GPiYU0l2fcXVlHDHB1SD"
-#define K3 "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBPWjaTyr8PzJ2o3" \
-	"mfksYh188tlObuyAOep1goVyIGXALs+gehJIpqJbJl6PkhZSoCLo+npKhbZ4ux2inFqNQyOU="
+#define K1                                                                     \
+	"AAAAC3NzaC1lZDI1NTE5AAAAIGTo4M01efmCWzh/Q0hEigdKl1L++HUutGN1weP8THZQ"
+#define K2                                                                     \
+	"AAAAC3NzaC1lZDI1NTE5AAAAIG43lGl+J9r21D5FAV/b0xZ0GPiYU0l2fcXVlHDHB1SD"
+#define K3                                                                     \
+	"AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBPWjaTyr8PzJ2o3"  \
+	"mfksYh188tlObuyAOep1goVyIGXALs+gehJIpqJbJl6PkhZSoCLo+"                \
+	"npKhbZ4ux2inFqNQyOU="
 #define K1_FP "SHA256:zlfIs9JbRkASMdS8/vP61sOjBavLzbq1H43N+A4oqA0"
 /* [10.0.0.5]:2222 with K1, hashed by ssh-keygen -H */
 #define HASHED "|1|NXH5knBK523OSRsvlwYGxsMqwuE=|FXdym0/XzVAFF3qKQedemMwZNzc="
@@ -41,62 +45,69 @@ b64dec(const char *s, unsigned char *out)
 struct kh_case {
 	const char *name;
 	const char *text;
-	const char *host;     /* as from ssh_kh_hostname() */
-	const char *key;      /* base64 server key, or NULL */
+	const char *host; /* as from ssh_kh_hostname() */
+	const char *key;  /* base64 server key, or NULL */
 	enum ssh_kh_verdict want;
 	int line;
 	const char *types;
 };
 
 static const struct kh_case cases[] = {
-	{ "plain port match", "[10.0.0.5]:2222 ssh-ed25519 " K1 "\n",
-	    "[10.0.0.5]:2222", K1, SSH_KH_MATCH, 1, "ssh-ed25519" },
-	{ "port 22 plain", "# c\n\n10.0.0.5 ssh-ed25519 " K1 "\n", "10.0.0.5",
-	    K1, SSH_KH_MATCH, 3, "ssh-ed25519" },
-	{ "bare host is not [host]:port", "10.0.0.5 ssh-ed25519 " K1 "\n",
-	    "[10.0.0.5]:2222", K1, SSH_KH_NOTFOUND, 0, "" },
-	{ "other port", "[10.0.0.5]:2200 ssh-ed25519 " K1 "\n",
-	    "[10.0.0.5]:2222", K1, SSH_KH_NOTFOUND, 0, "" },
-	{ "changed key", "x ssh-ed25519 " K2 "\n[10.0.0.5]:2222 ssh-ed25519 "
-	    K2 "\n", "[10.0.0.5]:2222", K1, SSH_KH_MISMATCH, 2, "ssh-ed25519" },
-	{ "mismatch prefers same type line",
-	    "[10.0.0.5]:2222 ecdsa-sha2-nistp256 " K3 "\n[10.0.0.5]:2222 "
-	    "ssh-ed25519 " K2 "\n", "[10.0.0.5]:2222", K1, SSH_KH_MISMATCH, 2,
-	    "ecdsa-sha2-nistp256,ssh-ed25519" },
-	{ "second entry matches", "[10.0.0.5]:2222 ssh-ed25519 " K2
-	    "\n[10.0.0.5]:2222 ssh-ed25519 " K1 "\n", "[10.0.0.5]:2222", K1,
-	    SSH_KH_MATCH, 2, "ssh-ed25519" },
-	{ "hashed", HASHED " ssh-ed25519 " K1 "\n", "[10.0.0.5]:2222", K1,
-	    SSH_KH_MATCH, 1, "ssh-ed25519" },
-	{ "hashed other host", HASHED " ssh-ed25519 " K1 "\n",
-	    "[10.0.0.6]:2222", K1, SSH_KH_NOTFOUND, 0, "" },
-	{ "comma list", "db1,10.0.0.5,db1.example ssh-ed25519 " K1 "\n",
-	    "10.0.0.5", K1, SSH_KH_MATCH, 1, "ssh-ed25519" },
-	{ "wildcard", "10.0.0.* ssh-ed25519 " K1 "\n", "10.0.0.5", K1,
-	    SSH_KH_MATCH, 1, "ssh-ed25519" },
-	{ "negation wins", "10.0.0.*,!10.0.0.5 ssh-ed25519 " K1 "\n",
-	    "10.0.0.5", K1, SSH_KH_NOTFOUND, 0, "" },
-	{ "case-insensitive", "DB1.Example ssh-ed25519 " K1 "\n",
-	    "db1.example", K1, SSH_KH_MATCH, 1, "ssh-ed25519" },
-	{ "revoked beats match", "10.0.0.5 ssh-ed25519 " K1 "\n@revoked * "
-	    "ssh-ed25519 " K1 "\n", "10.0.0.5", K1, SSH_KH_REVOKED, 2,
-	    "ssh-ed25519" },
-	{ "revoked other key ignored", "10.0.0.5 ssh-ed25519 " K1
-	    "\n@revoked * ssh-ed25519 " K2 "\n", "10.0.0.5", K1, SSH_KH_MATCH,
-	    1, "ssh-ed25519" },
-	{ "cert-authority ignored", "@cert-authority 10.0.0.5 ssh-ed25519 "
-	    K1 "\n", "10.0.0.5", K1, SSH_KH_NOTFOUND, 0, "" },
-	{ "type must agree with blob", "10.0.0.5 ssh-rsa " K1 "\n",
-	    "10.0.0.5", K1, SSH_KH_MISMATCH, 1, "ssh-rsa" },
-	{ "garbage lines skipped", "10.0.0.5\n10.0.0.5 ssh-ed25519\n10.0.0.5 "
-	    "ssh-ed25519 !!!notbase64\n|1|x|y ssh-ed25519 " K1 "\n10.0.0.5 "
-	    "ssh-ed25519 " K1, "10.0.0.5", K1, SSH_KH_MATCH, 5, "ssh-ed25519" },
-	{ "CRLF and tabs", "10.0.0.5\tssh-ed25519\t" K1 "\r\n", "10.0.0.5",
-	    K1, SSH_KH_MATCH, 1, "ssh-ed25519" },
-	{ "types only", "[h]:2 ssh-ed25519 " K1 "\n[h]:2 ecdsa-sha2-nistp256 "
-	    K3 "\n[h]:2 ssh-ed25519 " K2 "\n", "[h]:2", NULL, SSH_KH_MISMATCH,
-	    1, "ssh-ed25519,ecdsa-sha2-nistp256" },
-	{ "empty file", "", "10.0.0.5", K1, SSH_KH_NOTFOUND, 0, "" },
+    {"plain port match", "[10.0.0.5]:2222 ssh-ed25519 " K1 "\n",
+	"[10.0.0.5]:2222", K1, SSH_KH_MATCH, 1, "ssh-ed25519"},
+    {"port 22 plain", "# c\n\n10.0.0.5 ssh-ed25519 " K1 "\n", "10.0.0.5", K1,
+	SSH_KH_MATCH, 3, "ssh-ed25519"},
+    {"bare host is not [host]:port", "10.0.0.5 ssh-ed25519 " K1 "\n",
+	"[10.0.0.5]:2222", K1, SSH_KH_NOTFOUND, 0, ""},
+    {"other port", "[10.0.0.5]:2200 ssh-ed25519 " K1 "\n", "[10.0.0.5]:2222",
+	K1, SSH_KH_NOTFOUND, 0, ""},
+    {"changed key",
+	"x ssh-ed25519 " K2 "\n[10.0.0.5]:2222 ssh-ed25519 " K2 "\n",
+	"[10.0.0.5]:2222", K1, SSH_KH_MISMATCH, 2, "ssh-ed25519"},
+    {"mismatch prefers same type line",
+	"[10.0.0.5]:2222 ecdsa-sha2-nistp256 " K3 "\n[10.0.0.5]:2222 "
+	"ssh-ed25519 " K2 "\n",
+	"[10.0.0.5]:2222", K1, SSH_KH_MISMATCH, 2,
+	"ecdsa-sha2-nistp256,ssh-ed25519"},
+    {"second entry matches",
+	"[10.0.0.5]:2222 ssh-ed25519 " K2 "\n[10.0.0.5]:2222 ssh-ed25519 " K1
+	"\n",
+	"[10.0.0.5]:2222", K1, SSH_KH_MATCH, 2, "ssh-ed25519"},
+    {"hashed", HASHED " ssh-ed25519 " K1 "\n", "[10.0.0.5]:2222", K1,
+	SSH_KH_MATCH, 1, "ssh-ed25519"},
+    {"hashed other host", HASHED " ssh-ed25519 " K1 "\n", "[10.0.0.6]:2222", K1,
+	SSH_KH_NOTFOUND, 0, ""},
+    {"comma list", "db1,10.0.0.5,db1.example ssh-ed25519 " K1 "\n", "10.0.0.5",
+	K1, SSH_KH_MATCH, 1, "ssh-ed25519"},
+    {"wildcard", "10.0.0.* ssh-ed25519 " K1 "\n", "10.0.0.5", K1, SSH_KH_MATCH,
+	1, "ssh-ed25519"},
+    {"negation wins", "10.0.0.*,!10.0.0.5 ssh-ed25519 " K1 "\n", "10.0.0.5", K1,
+	SSH_KH_NOTFOUND, 0, ""},
+    {"case-insensitive", "DB1.Example ssh-ed25519 " K1 "\n", "db1.example", K1,
+	SSH_KH_MATCH, 1, "ssh-ed25519"},
+    {"revoked beats match",
+	"10.0.0.5 ssh-ed25519 " K1 "\n@revoked * "
+	"ssh-ed25519 " K1 "\n",
+	"10.0.0.5", K1, SSH_KH_REVOKED, 2, "ssh-ed25519"},
+    {"revoked other key ignored",
+	"10.0.0.5 ssh-ed25519 " K1 "\n@revoked * ssh-ed25519 " K2 "\n",
+	"10.0.0.5", K1, SSH_KH_MATCH, 1, "ssh-ed25519"},
+    {"cert-authority ignored", "@cert-authority 10.0.0.5 ssh-ed25519 " K1 "\n",
+	"10.0.0.5", K1, SSH_KH_NOTFOUND, 0, ""},
+    {"type must agree with blob", "10.0.0.5 ssh-rsa " K1 "\n", "10.0.0.5", K1,
+	SSH_KH_MISMATCH, 1, "ssh-rsa"},
+    {"garbage lines skipped",
+	"10.0.0.5\n10.0.0.5 ssh-ed25519\n10.0.0.5 "
+	"ssh-ed25519 !!!notbase64\n|1|x|y ssh-ed25519 " K1 "\n10.0.0.5 "
+	"ssh-ed25519 " K1,
+	"10.0.0.5", K1, SSH_KH_MATCH, 5, "ssh-ed25519"},
+    {"CRLF and tabs", "10.0.0.5\tssh-ed25519\t" K1 "\r\n", "10.0.0.5", K1,
+	SSH_KH_MATCH, 1, "ssh-ed25519"},
+    {"types only",
+	"[h]:2 ssh-ed25519 " K1 "\n[h]:2 ecdsa-sha2-nistp256 " K3
+	"\n[h]:2 ssh-ed25519 " K2 "\n",
+	"[h]:2", NULL, SSH_KH_MISMATCH, 1, "ssh-ed25519,ecdsa-sha2-nistp256"},
+    {"empty file", "", "10.0.0.5", K1, SSH_KH_NOTFOUND, 0, ""},
 };
 
 static void
@@ -116,8 +127,9 @@ test_lookup_table(void **state)
 		if (l.verdict != t->want || l.line != t->line ||
 		    strcmp(l.types, t->types) != 0)
 			fail_msg("case '%s': verdict %d line %d types '%s', "
-			    "expected %d %d '%s'", t->name, l.verdict, l.line,
-			    l.types, t->want, t->line, t->types);
+				 "expected %d %d '%s'",
+			    t->name, l.verdict, l.line, l.types, t->want,
+			    t->line, t->types);
 	}
 }
 
@@ -129,8 +141,8 @@ test_hostname(void **state)
 	(void)state;
 	assert_int_equal(ssh_kh_hostname("10.0.0.5", 22, out, sizeof(out)), 0);
 	assert_string_equal(out, "10.0.0.5");
-	assert_int_equal(ssh_kh_hostname("DB1.Example", 2222, out,
-	    sizeof(out)), 0);
+	assert_int_equal(
+	    ssh_kh_hostname("DB1.Example", 2222, out, sizeof(out)), 0);
 	assert_string_equal(out, "[db1.example]:2222");
 	assert_int_equal(ssh_kh_hostname("::1", 2222, out, sizeof(out)), 0);
 	assert_string_equal(out, "[::1]:2222");
@@ -149,8 +161,8 @@ test_fingerprint_and_line(void **state)
 	assert_string_equal(fp, K1_FP);
 	assert_int_equal(ssh_kh_blob_type(blob, n, type, sizeof(type)), 0);
 	assert_string_equal(type, "ssh-ed25519");
-	assert_int_equal(ssh_kh_line("[10.0.0.5]:2222", blob, n, line,
-	    sizeof(line)), 0);
+	assert_int_equal(
+	    ssh_kh_line("[10.0.0.5]:2222", blob, n, line, sizeof(line)), 0);
 	assert_string_equal(line, "[10.0.0.5]:2222 ssh-ed25519 " K1);
 	n = b64dec(K3, blob);
 	assert_int_equal(ssh_kh_line("h", blob, n, line, sizeof(line)), 0);
@@ -160,19 +172,19 @@ test_fingerprint_and_line(void **state)
 static void
 test_malformed_blob(void **state)
 {
-	static const unsigned char bad1[] = { 0, 0, 0, 50, 's', 's', 'h' };
-	static const unsigned char bad2[] = { 0, 0, 0, 0 };
-	static const unsigned char bad3[] = { 0, 0, 0, 3, 'a', 0, 'b' };
+	static const unsigned char bad1[] = {0, 0, 0, 50, 's', 's', 'h'};
+	static const unsigned char bad2[] = {0, 0, 0, 0};
+	static const unsigned char bad3[] = {0, 0, 0, 3, 'a', 0, 'b'};
 	struct ssh_kh_lookup l;
 	char type[64];
 
 	(void)state;
-	assert_int_equal(ssh_kh_blob_type(bad1, sizeof(bad1), type,
-	    sizeof(type)), -1);
-	assert_int_equal(ssh_kh_blob_type(bad2, sizeof(bad2), type,
-	    sizeof(type)), -1);
-	assert_int_equal(ssh_kh_blob_type(bad3, sizeof(bad3), type,
-	    sizeof(type)), -1);
+	assert_int_equal(
+	    ssh_kh_blob_type(bad1, sizeof(bad1), type, sizeof(type)), -1);
+	assert_int_equal(
+	    ssh_kh_blob_type(bad2, sizeof(bad2), type, sizeof(type)), -1);
+	assert_int_equal(
+	    ssh_kh_blob_type(bad3, sizeof(bad3), type, sizeof(type)), -1);
 	assert_int_equal(ssh_kh_blob_type(bad1, 2, type, sizeof(type)), -1);
 	/* A malformed server key matches nothing, even an entry for it. */
 	ssh_kh_lookup("h ssh-ed25519 AAAAAw==\n", 22, "h", bad1, 4, &l);
@@ -183,7 +195,7 @@ static void
 test_result_ok(void **state)
 {
 	char out[] = "line one\nDBPKI-OK\n";
-	struct ssh_result r = { 0, 0, NULL, out, sizeof(out) - 1, 0 };
+	struct ssh_result r = {0, 0, NULL, out, sizeof(out) - 1, 0};
 
 	(void)state;
 	assert_true(ssh_result_ok(&r, "DBPKI-OK"));
@@ -210,11 +222,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_lookup_table),
-		cmocka_unit_test(test_hostname),
-		cmocka_unit_test(test_fingerprint_and_line),
-		cmocka_unit_test(test_malformed_blob),
-		cmocka_unit_test(test_result_ok),
+	    cmocka_unit_test(test_lookup_table),
+	    cmocka_unit_test(test_hostname),
+	    cmocka_unit_test(test_fingerprint_and_line),
+	    cmocka_unit_test(test_malformed_blob),
+	    cmocka_unit_test(test_result_ok),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

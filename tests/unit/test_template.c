@@ -37,7 +37,7 @@ repo_root(char *out, size_t outsz)
 static char *
 render1(const char *text, const char *name, const char *value)
 {
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char *out = NULL;
 
@@ -54,19 +54,19 @@ test_quote_hostile(void **state)
 	static const struct {
 		const char *in, *want;
 	} cases[] = {
-		{ "db1; rm -rf /", "'db1; rm -rf /'" },
-		{ "$(id)", "'$(id)'" },
-		{ "`id`", "'`id`'" },
-		{ "it's", "'it'\\''s'" },
-		{ "'", "''\\'''" },
-		{ "''", "''\\'''\\'''" },
-		{ "\"x\"", "'\"x\"'" },
-		{ "a\\b\\", "'a\\b\\'" },
-		{ "two words  here", "'two words  here'" },
-		{ "*", "'*'" },
-		{ "", "''" },
-		{ "$HOME ${x:-y} !x ~", "'$HOME ${x:-y} !x ~'" },
-		{ "caf\xc3\xa9", "'caf\xc3\xa9'" },
+	    {"db1; rm -rf /", "'db1; rm -rf /'"},
+	    {"$(id)", "'$(id)'"},
+	    {"`id`", "'`id`'"},
+	    {"it's", "'it'\\''s'"},
+	    {"'", "''\\'''"},
+	    {"''", "''\\'''\\'''"},
+	    {"\"x\"", "'\"x\"'"},
+	    {"a\\b\\", "'a\\b\\'"},
+	    {"two words  here", "'two words  here'"},
+	    {"*", "'*'"},
+	    {"", "''"},
+	    {"$HOME ${x:-y} !x ~", "'$HOME ${x:-y} !x ~'"},
+	    {"caf\xc3\xa9", "'caf\xc3\xa9'"},
 	};
 	struct dbpki_err e;
 	char *out;
@@ -81,8 +81,8 @@ test_quote_hostile(void **state)
 		free(out);
 		out = render1("x={{v}};", "v", cases[i].in);
 		assert_true(strncmp(out, "x=", 2) == 0);
-		assert_int_equal(strncmp(out + 2, cases[i].want,
-		    strlen(cases[i].want)), 0);
+		assert_int_equal(
+		    strncmp(out + 2, cases[i].want, strlen(cases[i].want)), 0);
 		assert_string_equal(out + 2 + strlen(cases[i].want), ";");
 		free(out);
 	}
@@ -91,7 +91,7 @@ test_quote_hostile(void **state)
 static void
 test_render_many_slots(void **state)
 {
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char *out = NULL;
 
@@ -100,11 +100,13 @@ test_render_many_slots(void **state)
 	assert_int_equal(tpl_vars_set(&v, "pgdata", "/var/lib/pg", &e), 0);
 	assert_int_equal(tpl_vars_set(&v, "port", "5432", &e), 0);
 	assert_int_equal(tpl_vars_set(&v, "unused", "x", &e), 0);
-	assert_int_equal(tpl_render("#!/bin/sh\n{ a; }\ncd {{pgdata}} && "
-	    "echo {{port}}{{port}} } {x}\nport = {{!port}}\n", "t.sh", &v, &out,
-	    &e), 0);
+	assert_int_equal(
+	    tpl_render("#!/bin/sh\n{ a; }\ncd {{pgdata}} && "
+		       "echo {{port}}{{port}} } {x}\nport = {{!port}}\n",
+		"t.sh", &v, &out, &e),
+	    0);
 	assert_string_equal(out, "#!/bin/sh\n{ a; }\ncd '/var/lib/pg' && "
-	    "echo '5432''5432' } {x}\nport = 5432\n");
+				 "echo '5432''5432' } {x}\nport = 5432\n");
 	free(out);
 	/* Text without slots comes back unchanged, including an empty one. */
 	out = NULL;
@@ -117,7 +119,7 @@ test_render_many_slots(void **state)
 static void
 test_vars_replace_and_get(void **state)
 {
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char *out = NULL;
 
@@ -143,9 +145,14 @@ static void
 test_vars_refuse_control_bytes(void **state)
 {
 	static const char *bad[] = {
-		"a\nb", "a\rb", "tab\there", "\x1b[31m", "del\x7f", "\x01",
+	    "a\nb",
+	    "a\rb",
+	    "tab\there",
+	    "\x1b[31m",
+	    "del\x7f",
+	    "\x01",
 	};
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char big[TPL_VALUE_MAX + 2];
 	size_t i;
@@ -153,14 +160,14 @@ test_vars_refuse_control_bytes(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err_clear(&e);
-		assert_int_equal(tpl_vars_set(&v, "host", bad[i], &e),
-		    DBPKI_E_CONFIG);
+		assert_int_equal(
+		    tpl_vars_set(&v, "host", bad[i], &e), DBPKI_E_CONFIG);
 		assert_non_null(strstr(e.msg, "{{host}}"));
 		assert_non_null(strstr(e.msg, "control byte"));
 	}
 	err_clear(&e);
-	assert_int_equal(tpl_vars_setn(&v, "host", "ab\0cd", 5, &e),
-	    DBPKI_E_CONFIG);
+	assert_int_equal(
+	    tpl_vars_setn(&v, "host", "ab\0cd", 5, &e), DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "{{host}}"));
 	assert_non_null(strstr(e.msg, "0x00 at offset 2"));
 	memset(big, 'x', sizeof(big) - 1);
@@ -182,15 +189,15 @@ test_vars_refuse_control_bytes(void **state)
 static void
 expect_render_error(const char *text, const char *want1, const char *want2)
 {
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char *out = NULL;
 
 	err_clear(&e);
 	assert_int_equal(tpl_vars_set(&v, "known", "k", &e), 0);
 	assert_int_equal(tpl_vars_set(&v, "list", "a b", &e), 0);
-	assert_int_equal(tpl_render(text, "templates/x/y.sh", &v, &out, &e),
-	    DBPKI_E_CONFIG);
+	assert_int_equal(
+	    tpl_render(text, "templates/x/y.sh", &v, &out, &e), DBPKI_E_CONFIG);
 	assert_null(out);
 	if (strstr(e.msg, want1) == NULL || strstr(e.msg, want2) == NULL)
 		fail_msg("for %s: got \"%s\", want \"%s\" and \"%s\"", text,
@@ -202,11 +209,11 @@ static void
 test_render_errors(void **state)
 {
 	(void)state;
-	expect_render_error("a\nb\n{{nope}}\n", "templates/x/y.sh:3:",
-	    "unknown slot {{nope}}");
+	expect_render_error(
+	    "a\nb\n{{nope}}\n", "templates/x/y.sh:3:", "unknown slot {{nope}}");
 	expect_render_error("{{nope}}", "provides: known, list", ":1:");
-	expect_render_error("ok {{known}}\n\necho {{known", "y.sh:3:",
-	    "unterminated");
+	expect_render_error(
+	    "ok {{known}}\n\necho {{known", "y.sh:3:", "unterminated");
 	/* A slot does not run across lines. */
 	expect_render_error("{{known\n}}", "y.sh:1:", "unterminated");
 	expect_render_error("x\n{{", "y.sh:2:", "unterminated");
@@ -218,22 +225,40 @@ test_render_errors(void **state)
 	expect_render_error("{{!!known}}", ":1:", "[a-z0-9_]+");
 	expect_render_error("{{{known}}}", ":1:", "[a-z0-9_]+");
 	/* Raw form: only plain words. */
-	expect_render_error("\n\nfor n in {{!list}}", ":3:",
-	    "not a plain word");
+	expect_render_error(
+	    "\n\nfor n in {{!list}}", ":3:", "not a plain word");
 }
 
 static void
 test_raw_values(void **state)
 {
 	static const char *ok[] = {
-		"5432", "/var/lib/postgresql/15/main", "10.0.0.0/24,10.0.1.0/24",
-		"postgres@db1", "db1.example.com:5432", "a+b-c_d",
+	    "5432",
+	    "/var/lib/postgresql/15/main",
+	    "10.0.0.0/24,10.0.1.0/24",
+	    "postgres@db1",
+	    "db1.example.com:5432",
+	    "a+b-c_d",
 	};
 	static const char *bad[] = {
-		"", "a b", "$(id)", "`id`", "a;b", "a'b", "a\"b", "a\\b", "*",
-		"a=b", "#x", "~", "a|b", "a&b", "a>b", "caf\xc3\xa9",
+	    "",
+	    "a b",
+	    "$(id)",
+	    "`id`",
+	    "a;b",
+	    "a'b",
+	    "a\"b",
+	    "a\\b",
+	    "*",
+	    "a=b",
+	    "#x",
+	    "~",
+	    "a|b",
+	    "a&b",
+	    "a>b",
+	    "caf\xc3\xa9",
 	};
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char *out;
 	size_t i;
@@ -253,7 +278,8 @@ test_raw_values(void **state)
 		assert_null(out);
 		assert_non_null(strstr(e.msg, "t.sh:1: {{!v}}"));
 		/* The same value is fine quoted. */
-		assert_int_equal(tpl_render("x {{v}}", "t.sh", &v, &out, &e), 0);
+		assert_int_equal(
+		    tpl_render("x {{v}}", "t.sh", &v, &out, &e), 0);
 		free(out);
 	}
 	tpl_vars_free(&v);
@@ -281,14 +307,14 @@ static void
 test_render_file(void **state)
 {
 	char root[PATH_MAX], dir[PATH_MAX];
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char *out = NULL;
 
 	(void)state;
 	repo_root(root, sizeof(root));
-	assert_int_equal(util_fmt(dir, sizeof(dir), "%s/tests/data/templates",
-	    root), 0);
+	assert_int_equal(
+	    util_fmt(dir, sizeof(dir), "%s/tests/data/templates", root), 0);
 	assert_int_equal(setenv("DBPKI_TEMPLATES", dir, 1), 0);
 	err_clear(&e);
 	assert_int_equal(tpl_vars_set(&v, "node", "db1; touch x", &e), 0);
@@ -303,17 +329,18 @@ test_render_file(void **state)
 	/* Errors name the file found and the line. */
 	assert_int_equal(tpl_render_file("test", "unknown-slot", &v, &out, &e),
 	    DBPKI_E_CONFIG);
-	assert_non_null(strstr(e.msg, "/tests/data/templates/test/"
-	    "unknown-slot.sh:3: unknown slot {{pgdata}}"));
-	assert_int_equal(tpl_render_file("test", "absent", &v, &out, &e),
-	    DBPKI_E_SYS);
+	assert_non_null(
+	    strstr(e.msg, "/tests/data/templates/test/"
+			  "unknown-slot.sh:3: unknown slot {{pgdata}}"));
+	assert_int_equal(
+	    tpl_render_file("test", "absent", &v, &out, &e), DBPKI_E_SYS);
 	assert_non_null(strstr(e.msg, "absent.sh"));
 	assert_non_null(strstr(e.msg, "action absent on platform test"));
 	/* Names that could walk out of the templates directory. */
-	assert_int_equal(tpl_render_file("..", "hello", &v, &out, &e),
+	assert_int_equal(
+	    tpl_render_file("..", "hello", &v, &out, &e), DBPKI_E_CONFIG);
+	assert_int_equal(tpl_render_file("test", "../test/hello", &v, &out, &e),
 	    DBPKI_E_CONFIG);
-	assert_int_equal(tpl_render_file("test", "../test/hello", &v, &out,
-	    &e), DBPKI_E_CONFIG);
 	assert_null(out);
 	tpl_vars_free(&v);
 	unsetenv("DBPKI_TEMPLATES");
@@ -323,7 +350,7 @@ static void
 test_render_file_refuses_symlink_and_writable(void **state)
 {
 	char tmp[] = "/tmp/dbpki-tpl-XXXXXX", path[PATH_MAX], link[PATH_MAX];
-	struct tpl_vars v = { 0 };
+	struct tpl_vars v = {0};
 	struct dbpki_err e;
 	char *out = NULL;
 	FILE *f;
@@ -345,12 +372,12 @@ test_render_file_refuses_symlink_and_writable(void **state)
 	assert_string_equal(out, "echo hi\n");
 	free(out);
 	out = NULL;
-	assert_int_equal(tpl_render_file("p", "link", &v, &out, &e),
-	    DBPKI_E_CONFIG);
+	assert_int_equal(
+	    tpl_render_file("p", "link", &v, &out, &e), DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "symbolic link"));
 	assert_int_equal(chmod(path, 0666), 0);
-	assert_int_equal(tpl_render_file("p", "real", &v, &out, &e),
-	    DBPKI_E_CONFIG);
+	assert_int_equal(
+	    tpl_render_file("p", "real", &v, &out, &e), DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "writable by group or others"));
 	assert_null(out);
 	unlink(link);
@@ -373,18 +400,18 @@ test_find_data_dir(void **state)
 	unsetenv("DBPKI_PLAYBOOKS");
 	err_clear(&e);
 	/* From a build directory of the checkout: the checkout's own copy. */
-	assert_int_equal(tpl_find_data_dir("templates", got, sizeof(got), &e),
-	    0);
+	assert_int_equal(
+	    tpl_find_data_dir("templates", got, sizeof(got), &e), 0);
 	assert_int_equal(util_fmt(want, sizeof(want), "%s/templates", root), 0);
 	assert_string_equal(got, want);
-	assert_int_equal(tpl_find_data_dir("playbooks", got, sizeof(got), &e),
-	    0);
+	assert_int_equal(
+	    tpl_find_data_dir("playbooks", got, sizeof(got), &e), 0);
 	assert_int_equal(util_fmt(want, sizeof(want), "%s/playbooks", root), 0);
 	assert_string_equal(got, want);
 	/* The environment wins, and a wrong one is an error, not a fallback. */
 	assert_int_equal(setenv("DBPKI_PLAYBOOKS", "/tmp", 1), 0);
-	assert_int_equal(tpl_find_data_dir("playbooks", got, sizeof(got), &e),
-	    0);
+	assert_int_equal(
+	    tpl_find_data_dir("playbooks", got, sizeof(got), &e), 0);
 	assert_string_equal(got, "/tmp");
 	assert_int_equal(setenv("DBPKI_PLAYBOOKS", "/nonexistent/dbpki", 1), 0);
 	assert_int_equal(tpl_find_data_dir("playbooks", got, sizeof(got), &e),
@@ -392,8 +419,8 @@ test_find_data_dir(void **state)
 	assert_non_null(strstr(e.msg, "DBPKI_PLAYBOOKS=/nonexistent/dbpki"));
 	unsetenv("DBPKI_PLAYBOOKS");
 	/* A kind that exists nowhere names every place tried. */
-	assert_int_equal(tpl_find_data_dir("nosuchkind", got, sizeof(got),
-	    &e), DBPKI_E_CONFIG);
+	assert_int_equal(tpl_find_data_dir("nosuchkind", got, sizeof(got), &e),
+	    DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "DBPKI_NOSUCHKIND"));
 	assert_non_null(strstr(e.msg, DBPKI_DATADIR "/nosuchkind"));
 }
@@ -402,16 +429,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_quote_hostile),
-		cmocka_unit_test(test_render_many_slots),
-		cmocka_unit_test(test_vars_replace_and_get),
-		cmocka_unit_test(test_vars_refuse_control_bytes),
-		cmocka_unit_test(test_render_errors),
-		cmocka_unit_test(test_raw_values),
-		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_render_file),
-		cmocka_unit_test(test_render_file_refuses_symlink_and_writable),
-		cmocka_unit_test(test_find_data_dir),
+	    cmocka_unit_test(test_quote_hostile),
+	    cmocka_unit_test(test_render_many_slots),
+	    cmocka_unit_test(test_vars_replace_and_get),
+	    cmocka_unit_test(test_vars_refuse_control_bytes),
+	    cmocka_unit_test(test_render_errors),
+	    cmocka_unit_test(test_raw_values),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_render_file),
+	    cmocka_unit_test(test_render_file_refuses_symlink_and_writable),
+	    cmocka_unit_test(test_find_data_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,12 +17,28 @@
 static void
 test_durations(void **state)
 {
-	static const struct { const char *s; int ok; int64_t secs; } cases[] = {
-		{ "30d", 1, 30 * 86400 }, { "12h", 1, 12 * 3600 }, { "90m", 1, 5400 },
-		{ "45s", 1, 45 }, { "1d", 1, 86400 }, { "0d", 0, 0 }, { "30", 0, 0 },
-		{ "d", 0, 0 }, { "-1d", 0, 0 }, { "+1d", 0, 0 }, { " 1d", 0, 0 },
-		{ "1.5d", 0, 0 }, { "1w", 0, 0 }, { "99999999999999999999d", 0, 0 },
-		{ "36600d", 1, 36600LL * 86400 }, { "40000d", 0, 0 }, { "", 0, 0 },
+	static const struct {
+		const char *s;
+		int ok;
+		int64_t secs;
+	} cases[] = {
+	    {"30d", 1, 30 * 86400},
+	    {"12h", 1, 12 * 3600},
+	    {"90m", 1, 5400},
+	    {"45s", 1, 45},
+	    {"1d", 1, 86400},
+	    {"0d", 0, 0},
+	    {"30", 0, 0},
+	    {"d", 0, 0},
+	    {"-1d", 0, 0},
+	    {"+1d", 0, 0},
+	    {" 1d", 0, 0},
+	    {"1.5d", 0, 0},
+	    {"1w", 0, 0},
+	    {"99999999999999999999d", 0, 0},
+	    {"36600d", 1, 36600LL * 86400},
+	    {"40000d", 0, 0},
+	    {"", 0, 0},
 	};
 	size_t i;
 	int64_t v;
@@ -31,10 +47,12 @@ test_durations(void **state)
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		v = -1;
 		if (cases[i].ok) {
-			assert_int_equal(util_parse_duration(cases[i].s, &v), 0);
+			assert_int_equal(
+			    util_parse_duration(cases[i].s, &v), 0);
 			assert_int_equal(v, cases[i].secs);
 		} else {
-			assert_int_equal(util_parse_duration(cases[i].s, &v), -1);
+			assert_int_equal(
+			    util_parse_duration(cases[i].s, &v), -1);
 		}
 	}
 }
@@ -89,7 +107,8 @@ count_entries(const char *dir)
 
 	assert_non_null(d);
 	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
 			n++;
 	closedir(d);
 	return n;
@@ -128,9 +147,11 @@ test_write_atomic(void **state)
 
 	/* read limits and private checks */
 	back = NULL;
-	assert_int_equal(util_read_file(path, 2, 0, &back, &len, &e), DBPKI_E_CONFIG);
+	assert_int_equal(
+	    util_read_file(path, 2, 0, &back, &len, &e), DBPKI_E_CONFIG);
 	assert_null(back);
-	assert_int_equal(util_read_file(path, 100, UTIL_RF_PRIVATE, &back, &len, &e),
+	assert_int_equal(
+	    util_read_file(path, 100, UTIL_RF_PRIVATE, &back, &len, &e),
 	    DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "chmod 600"));
 
@@ -153,9 +174,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_durations),
-		cmocka_unit_test(test_validators),
-		cmocka_unit_test(test_write_atomic),
+	    cmocka_unit_test(test_durations),
+	    cmocka_unit_test(test_validators),
+	    cmocka_unit_test(test_write_atomic),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
