@@ -92,7 +92,7 @@ connect_all(struct engine_run *r, struct dbpki_err *e)
 	for (i = 0; i < r->n; i++) {
 		if (r->nodes[i].skipped || j->errs[i].code == 0)
 			continue;
-		log_error("node %s: %s", r->nodes[i].n->name, j->errs[i].msg);
+		log_error("%s", j->errs[i].msg);
 		engine_journal_event(&r->journal, "connect", "node",
 		    r->nodes[i].n->name, "error", j->errs[i].msg, NULL);
 		if (bad++ == 0)
@@ -223,19 +223,16 @@ rollback(struct engine_run *r, int upto)
 	engine_journal_event(&r->journal, "rollback-end", NULL);
 }
 
-static const char *
-first_failure(
-    const struct engine_run *r, int step, const struct engine_node **who)
+/* The first node whose result for step failed; the caller knows one did. */
+static const struct engine_node *
+first_failure(const struct engine_run *r, int step)
 {
 	int i;
 
 	for (i = 0; i < r->n; i++)
-		if (r->nodes[i].res[step].state == RES_FAILED) {
-			*who = &r->nodes[i];
-			return r->nodes[i].res[step].error;
-		}
-	*who = NULL;
-	return "";
+		if (r->nodes[i].res[step].state == RES_FAILED)
+			break;
+	return &r->nodes[i];
 }
 
 static int
@@ -262,7 +259,7 @@ run_steps(struct engine_run *r, struct dbpki_err *e)
 			return rc;
 		if (failed == 0)
 			continue;
-		first_failure(r, k, &who);
+		who = first_failure(r, k);
 		err_set(e, DBPKI_E_REMOTE,
 		    "step %s failed on %d node(s); first: "
 		    "node %s: %s",

@@ -1,5 +1,6 @@
 /* engine_lock: one run per cluster at a time. */
 #include "dbpki/engine.h"
+#include "dbpki/log.h"
 #include "dbpki/util.h"
 
 #include <errno.h>
@@ -70,9 +71,9 @@ engine_lock_release(struct engine_lock *l)
 	if (l->fd == -1)
 		return;
 	/* Leave the file: unlinking it would race with a waiting run. */
-	if (ftruncate(l->fd, 0) == -1) {
-		/* the holder text is only a hint; the flock is what counts */
-	}
+	/* The holder text is only a hint; the flock is what counts. */
+	if (ftruncate(l->fd, 0) == -1)
+		log_debug("cannot empty the lock file: %s", strerror(errno));
 	close(l->fd);
 	l->fd = -1;
 }
