@@ -109,22 +109,6 @@ cli_plan(int argc, char **argv)
 	return rc;
 }
 
-/* The CA must exist for anything to be issued; bootstrap creates it. */
-static int
-ensure_ca(const struct dbpki_cluster *c, int create, struct dbpki_err *e)
-{
-	struct pki_ca *ca = NULL;
-	int rc = pki_ca_load(c, &ca, e);
-
-	pki_ca_free(ca);
-	if (rc == DBPKI_E_NOCA && create) {
-		log_info("%s: no dbca yet: creating it", c->name);
-		err_clear(e);
-		return pki_ca_init(c, e);
-	}
-	return rc;
-}
-
 static int
 run_playbook(int argc, char **argv, const char *playbook, const char *usage,
     int create_ca)
@@ -137,9 +121,7 @@ run_playbook(int argc, char **argv, const char *playbook, const char *usage,
 	if (prepare(argc, argv, usage, 0, &a, &c, &rc))
 		return rc;
 	err_clear(&e);
-	if ((rc = ensure_ca(c, create_ca, &e)) == 0 &&
-	    (rc = pki_issue_all(c, 0, &e)) == 0)
-		rc = engine_run(c, playbook, &a.o, &e);
+	rc = engine_issue_and_run(c, playbook, create_ca, &a.o, &e);
 	if (rc == 0)
 		log_info("%s: %s done", c->name, playbook);
 	free(c);

@@ -21,6 +21,13 @@ res_name(enum res_state s)
 	}
 }
 
+static void
+print_tail(const struct engine_node *en, const struct engine_result *res)
+{
+	if (res->state == RES_FAILED && res->tail[0] != '\0')
+		log_info("    last output of %s:\n%s", en->n->name, res->tail);
+}
+
 void
 engine_report_node(struct engine_run *r, const struct engine_node *en,
     const struct pb_step *s, const char *action,
@@ -47,12 +54,17 @@ engine_report_node(struct engine_run *r, const struct engine_node *en,
 		printf("}\n");
 		fflush(stdout);
 	} else {
-		log_info("  %-12s %-10s %-7s %6.2fs  %s", en->n->name, action,
-		    res_name(res->state), (double)res->ms / 1000.0,
+		char line[1024];
+
+		snprintf(line, sizeof(line), "  %-12s %-10s %-7s %6.2fs  %s",
+		    en->n->name, action, res_name(res->state),
+		    (double)res->ms / 1000.0,
 		    res->state == RES_FAILED ? res->error : res->note);
-		if (res->state == RES_FAILED && res->tail[0] != '\0')
-			log_info("    last output of %s:\n%s", en->n->name,
-			    res->tail);
+		/* On a terminal the tail waits until the live block ends. */
+		if (log_progress_done(r->progress, en->n->name, line) != 0) {
+			log_info("%s", line);
+			print_tail(en, res);
+		}
 	}
 	pthread_mutex_unlock(&r->mu);
 }
@@ -177,7 +189,8 @@ run_action_step(struct engine_run *r, int step, const char *action, int *failed,
     struct dbpki_err *e)
 {
 	struct step_job j = {0};
-	int i, rc;
+	const char *labels[CFG_MAX_NODES];
+	int i, rc, live;
 
 	j.r = r;
 	j.s = &r->pb->steps[step];
@@ -187,10 +200,23 @@ run_action_step(struct engine_run *r, int step, const char *action, int *failed,
 	*failed = 0;
 	if (j.n == 0)
 		return 0;
+	for (i = 0; i < j.n; i++)
+		labels[i] = r->nodes[j.idx[i]].n->name;
+	r->progress = log_progress_start(action, labels, j.n);
 	rc = engine_pool_run(
 	    j.n, j.s->parallel ? r->c->parallel : 1, step_one, &j, e);
-	for (i = 0; i < j.n; i++)
-		*failed += r->nodes[j.idx[i]].res[step].state == RES_FAILED;
+	pthread_mutex_lock(&r->mu);
+	log_progress_end(r->progress);
+	live = r->progress != NULL;
+	r->progress = NULL;
+	pthread_mutex_unlock(&r->mu);
+	for (i = 0; i < j.n; i++) {
+		const struct engine_node *en = &r->nodes[j.idx[i]];
+
+		*failed += en->res[step].state == RES_FAILED;
+		if (live)
+			print_tail(en, &en->res[step]);
+	}
 	return rc;
 }
 
@@ -430,9 +456,44 @@ run_body(struct engine_run *r, struct dbpki_err *e)
 	return run_steps(r, e);
 }
 
+/* The CA must exist for anything to be issued; bootstrap creates it. */
+static int
+ensure_ca(const struct dbpki_cluster *c, int create, struct dbpki_err *e)
+{
+	struct pki_ca *ca = NULL;
+	int rc = pki_ca_load(c, &ca, e);
+
+	pki_ca_free(ca);
+	if (rc == DBPKI_E_NOCA && create) {
+		log_info("%s: no dbca yet: creating it", c->name);
+		err_clear(e);
+		return pki_ca_init(c, e);
+	}
+	return rc;
+}
+
+static int run_locked(const struct dbpki_cluster *c, const char *name,
+    const struct engine_opts *o, int issue, int create_ca, struct dbpki_err *e);
+
 int
 engine_run(const struct dbpki_cluster *c, const char *name,
     const struct engine_opts *o, struct dbpki_err *e)
+{
+	return run_locked(c, name, o, 0, 0, e);
+}
+
+int
+engine_issue_and_run(const struct dbpki_cluster *c, const char *name,
+    int create_ca, const struct engine_opts *o, struct dbpki_err *e)
+{
+	return run_locked(c, name, o, 1, create_ca, e);
+}
+
+/* The lock is taken before the store is touched, so that a second run
+ * started at the same time changes nothing, not even the local store. */
+static int
+run_locked(const struct dbpki_cluster *c, const char *name,
+    const struct engine_opts *o, int issue, int create_ca, struct dbpki_err *e)
 {
 	struct engine_run *r;
 	struct playbook *pb;
@@ -451,6 +512,11 @@ engine_run(const struct dbpki_cluster *c, const char *name,
 		goto out;
 	if ((rc = engine_lock_take(c->state_dir, name, &lock, e)) != 0)
 		goto out;
+	if (issue && ((rc = ensure_ca(c, create_ca, e)) != 0 ||
+			 (rc = pki_issue_all(c, 0, e)) != 0)) {
+		engine_lock_release(&lock);
+		goto out;
+	}
 	rc = run_body(r, e);
 	summary(r);
 	engine_journal_close(&r->journal, rc == 0 ? "ok" : err_name(rc));

@@ -79,6 +79,12 @@ int engine_plan(const struct dbpki_cluster *c, const char *name, FILE *out,
 int engine_run(const struct dbpki_cluster *c, const char *name,
     const struct engine_opts *o, struct dbpki_err *e);
 
+/* bootstrap and rotate: under the lock, make sure dbca exists (creating
+ * it when create_ca; DBPKI_E_NOCA otherwise), issue every leaf that is
+ * missing or due, then engine_run(). */
+int engine_issue_and_run(const struct dbpki_cluster *c, const char *name,
+    int create_ca, const struct engine_opts *o, struct dbpki_err *e);
+
 /* Per node: SSH reachable, role seen through libpq, served certificate
  * (serial, days left), TLS, and replication state and lag.  Text or one
  * JSON object on out.  DBPKI_E_VERIFY when any node needs attention (down,

@@ -44,6 +44,7 @@ struct engine_run {
 	struct engine_journal journal;
 	char release_id[64];
 	pthread_mutex_t mu; /* output and journal */
+	struct log_progress *progress; /* live lines of the running step */
 };
 
 /* Template variables for node n (see docs/playbooks.md for the list). */

@@ -27,6 +27,19 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Live progress on a terminal: one line per label (node) showing the
+ * elapsed time, redrawn in place until log_progress_done() gives the line
+ * its final text.  NULL (and nothing printed) unless the mode is LOG_TTY;
+ * every function accepts NULL.  No other output may be written to stderr
+ * between start and end. */
+struct log_progress;
+struct log_progress *log_progress_start(
+    const char *what, const char *const *labels, int n);
+/* 0 if label was a running row of p, else -1 (the caller prints). */
+int log_progress_done(
+    struct log_progress *p, const char *label, const char *text);
+void log_progress_end(struct log_progress *p);
+
 /* Copy at most srclen bytes of untrusted text into dst (NUL-terminated,
  * truncated to dstsz), escaping control bytes and non-ASCII as \xNN and
  * keeping newlines only if keep_nl.  Returns dst. */
