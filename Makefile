@@ -29,9 +29,13 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+# make fuzz: each target this long; make check runs them for 60 s each.
+FUZZ_SECONDS ?= 300
 
 .PHONY: all deps check check-all check-unit check-integration check-asan check-valgrind \
-	demo demo-down bench fuzz install uninstall clean format lab-up lab-down
+	demo demo-down bench fuzz fuzz-bins install uninstall clean format lab-up lab-down
 
 all: $(BUILD)/dbpki
 
@@ -51,6 +55,18 @@ $(BUILD)/tools/%: tests/tools/%.c $(LIB_OBJS) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB_OBJS) $(LDLIBS_ALL)
 
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_OBJS) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -o $@ $< $(LIB_OBJS) $(LDLIBS_ALL) -fsanitize=fuzzer
+
+fuzz-bins: $(FUZZ_BINS)
+
+# libFuzzer targets (clang, ASan+UBSan) for every parser of outside input.
+fuzz: deps
+	$(MAKE) BUILD=build-fuzz CC=clang SAN=1 OPT="-O1 -g" \
+		EXTRA_CFLAGS=-fsanitize=fuzzer-no-link fuzz-bins
+	@tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
 # Installs the Debian packages the build and the tests need, only if missing.
 deps:
 	@tests/lab/deps.sh
@@ -58,6 +74,7 @@ deps:
 check: deps
 	$(MAKE) all
 	$(MAKE) check-all
+	$(MAKE) fuzz FUZZ_SECONDS=60
 
 check-all: $(UNIT_BINS) $(BUILD)/dbpki $(TOOL_BINS)
 	@tests/run.sh all $(BUILD)

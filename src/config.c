@@ -309,8 +309,7 @@ set_string(struct parser *p, const struct field *f, void *dst, const char *v,
     int line, const char *where)
 {
 	static const char *const what[] = {
-	    [F_NAME] = "a name of letters, digits, '_', '.', '-' (no '..', at "
-		       "most 63)",
+	    [F_NAME] = "letters, digits, '_', '.', '-' (max 63, no '..')",
 	    [F_ENVNAME] = "an environment variable name",
 	    [F_TEXT] =
 		"text of letters, digits, spaces and _.,:@()- (at most 64)",

@@ -5,7 +5,8 @@
 set -eu
 pkgs=(make gcc pkg-config libssl-dev libpq-dev libssh2-1-dev libinih-dev
 	libcmocka-dev openssl postgresql-15 postgresql-client-15 openssh-server
-	openssh-client valgrind iproute2 util-linux procps)
+	openssh-client valgrind iproute2 util-linux procps clang
+	libclang-rt-14-dev)
 [ -n "${DBPKI_EXTRA_PKGS:-}" ] && pkgs+=($DBPKI_EXTRA_PKGS)
 
 missing=()
