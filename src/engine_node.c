@@ -106,10 +106,23 @@ static void
 output_tail(const struct ssh_result *res, char *out, size_t outsz)
 {
 	const char *s = res->out ? res->out : "";
-	size_t len = res->out_len, start = len > 600 ? len - 600 : 0;
+	size_t len = res->out_len, start = len, cost = 0;
 	int lines = 0;
 	size_t i;
 
+	/* Back from the end while the escaped text still fits: a byte that
+	 * log_sanitize() writes as \xNN takes four, and the last line is the
+	 * one that matters most. */
+	while (start > 0) {
+		unsigned char c = (unsigned char)s[start - 1];
+		size_t w =
+		    (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t' ? 1 : 4;
+
+		if (cost + w >= outsz || c == '\0')
+			break;
+		cost += w;
+		start--;
+	}
 	for (i = len; i > start; i--)
 		if (s[i - 1] == '\n' && i != len && ++lines == 8) {
 			start = i;

@@ -333,9 +333,10 @@ write_one(void *p, int i)
 			j->rc = err_set(
 			    &j->err, DBPKI_E_CONFIG, "state_dir too long");
 		else if ((j->rc = util_write_atomic(
-			      kp, j->kpem, j->klen, 0600, &j->err)) == 0)
-			j->rc = util_write_atomic(
-			    cp, j->cpem, j->clen, 0644, &j->err);
+			      kp, j->kpem, j->klen, 0600, &j->err)) == 0 &&
+			 (j->rc = util_write_atomic(
+			      cp, j->cpem, j->clen, 0644, &j->err)) != 0)
+			(void)unlink(kp); /* a key without its certificate */
 	}
 	if (j->kpem != NULL)
 		util_freezero(j->kpem, j->klen + 1);
@@ -402,6 +403,42 @@ commit(const struct dbpki_cluster *c, struct pki_index *idx, struct job *jobs,
 	return r;
 }
 
+/* A run that could not write everything (a full disk, say) takes back
+ * what it wrote, so that the store is exactly as it was before. */
+static void
+discard(const struct issue_arg *a, int nt)
+{
+	char serial[PKI_SERIAL_HEX], p[CFG_PATH];
+	int i;
+
+	for (i = 0; i < nt; i++) {
+		struct job *j = &a->jobs[a->todo[i]];
+
+		if (j->cert == NULL)
+			continue;
+		pki_cert_serial_hex(j->cert, serial);
+		if (pki_store_path(a->c, p, "issued/%s.crt", serial) == 0)
+			(void)unlink(p);
+		if (pki_store_path(a->c, p, "keys/%s.key", serial) == 0)
+			(void)unlink(p);
+		X509_free(j->cert);
+		j->cert = NULL;
+	}
+}
+
+static int
+first_error(const struct issue_arg *a, int nt, struct dbpki_err *e)
+{
+	int i;
+
+	for (i = 0; i < nt; i++)
+		if (a->jobs[a->todo[i]].rc != 0) {
+			*e = a->jobs[a->todo[i]].err;
+			return e->code;
+		}
+	return 0;
+}
+
 static void
 report(const struct job *j)
 {
@@ -445,16 +482,16 @@ pki_issue_all(const struct dbpki_cluster *c, int force, struct dbpki_err *e)
 	}
 	pool_run(build_one, &a, nt, 0);
 	pool_run(write_one, &a, nt, IO_THREADS);
-	r = commit(c, &idx, a.jobs, n, e);
-	for (i = 0; i < n; i++)
-		report(&a.jobs[i]);
-	for (i = 0; i < nt && r == 0; i++)
-		if (a.jobs[a.todo[i]].rc != 0) {
-			*e = a.jobs[a.todo[i]].err;
-			r = e->code;
-		}
-	if (r == 0)
+	if ((r = first_error(&a, nt, e)) == 0 &&
+	    (r = commit(c, &idx, a.jobs, n, e)) == 0) {
+		for (i = 0; i < n; i++)
+			report(&a.jobs[i]);
 		log_info("%d certificate(s) issued, %d kept", nt, n - nt);
+	} else {
+		discard(&a, nt);
+		err_wrap(e, "nothing was issued: the store in %s is as it was",
+		    c->state_dir);
+	}
 out:
 	for (i = 0; a.jobs != NULL && i < n; i++)
 		X509_free(a.jobs[i].cert);

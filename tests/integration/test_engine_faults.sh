@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Issue 7, faults on the lab (127.0.42.x):
+# 1. Hostile node output: one node prints 20 MB, one never exits, one
+#    prints binary garbage and fails; the fourth is fine.  Output is
+#    bounded (dbpki's peak memory stays small), the silent one is timed
+#    out, garbage is shown escaped, and every node is reported.
+# 2. A node's sshd dies while bootstrap ships the releases: the run fails
+#    naming the node and the step, no node has a partial release active,
+#    and once the node is back the same command completes the work.
+# 3. dbpki is killed (SIGKILL) between two steps of bootstrap: the next run
+#    says the previous one did not finish and what it does about it, and
+#    completes.
+set -euo pipefail
+: "${DBPKI:?} ${DBPKI_ROOT:?}"
+NET=127.0.42
+LAB=$(mktemp -d /tmp/dbpki-lab.XXXXXX)
+chmod 755 "$LAB"
+bg=
+cleanup() {
+	[ -n "$bg" ] && kill -9 "$bg" 2>/dev/null
+	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
+	rm -rf "$LAB"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,replica,client
+INI=$LAB/cluster.ini
+STATE=$LAB/state
+sed -i 's/^command_timeout = .*/command_timeout = 6s/' "$INI"
+
+# ---- 1. hostile output ----------------------------------------------------
+mkdir -p "$LAB/pb" "$LAB/tpl/postgres"
+cat >"$LAB/pb/bootstrap.ini" <<'EOF'
+[playbook]
+name = bootstrap
+description = test: nodes that misbehave
+
+[step noisy]
+action = noisy
+roles = all
+mode = parallel
+EOF
+cp "$DBPKI_ROOT/templates/postgres/common.sh" "$LAB/tpl/postgres/"
+cat >"$LAB/tpl/postgres/noisy.sh" <<'EOF'
+case "$NODE" in
+node1) head -c 20000000 /dev/zero | tr '\0' x; echo; say "loud but fine" ;;
+node2) sleep 1000 ;;
+node3) head -c 3000 /dev/urandom; printf '\033]0;owned\007\n'; exit 3 ;;
+esac
+echo "$SENTINEL"
+EOF
+set +e
+DBPKI_PLAYBOOKS=$LAB/pb DBPKI_TEMPLATES=$LAB/tpl "$DBPKI" bootstrap -c "$INI" >"$LAB/out1" 2>&1 &
+bg=$!
+hwm=0
+while kill -0 "$bg" 2>/dev/null; do
+	kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$bg/status" 2>/dev/null || true)
+	[ -n "$kb" ] && [ "$kb" -gt "$hwm" ] && hwm=$kb
+	sleep 0.05
+done
+wait "$bg"
+rc=$?
+bg=
+set -e
+out=$(cat "$LAB/out1")
+[ "$rc" = 1 ] || { echo "$out"; fail "exit $rc, expected 1"; }
+echo "$out" | grep -Eq 'node1 +noisy +ok' || fail "node1 (20 MB of output) not ok: $out"
+echo "$out" | grep -Eq 'node4 +noisy +ok' || fail "node4 not ok: $out"
+echo "$out" | grep -E 'node2 +noisy +FAILED' | grep -q 'timed out' || fail "node2 not reported as timed out: $out"
+echo "$out" | grep -E 'node3 +noisy +FAILED' | grep -q 'exit 3\|exit status 3\|exited 3' || fail "node3's exit 3 not reported: $out"
+if LC_ALL=C grep -q $'[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' "$LAB/out1"; then
+	fail "raw control bytes from a node reached the terminal"
+fi
+echo "$out" | grep -q "x1b\]0;owned" || fail "node3s escape sequence is not shown escaped"
+[ "$hwm" -gt 0 ] && [ "$hwm" -lt 65536 ] || fail "dbpki's peak memory was ${hwm} kB for 20 MB of node output"
+pass "20 MB, a hang and garbage: bounded (peak ${hwm} kB), timed out, escaped, every node reported"
+
+# ---- 2. sshd dies while the releases are shipped ---------------------------
+sed -i 's/^command_timeout = .*/command_timeout = 120s/' "$INI" # initdb needs it
+sshd_pid() { awk -v n="sshd-$1" '$1 == n { p = $2 } END { print p }' "$LAB/pids"; }
+kill_sshd() { # node: the listener and every session it forked, by PID
+	local p
+	p=$(sshd_pid "$1")
+	kill -9 $(pgrep -P "$p") "$p" 2>/dev/null || true
+}
+start_sshd() {
+	local sd=$LAB/sshd/$1
+	rm -f "$sd/sshd.pid"
+	/usr/sbin/sshd -f "$sd/sshd_config" -E "$sd/sshd.log"
+	for _ in $(seq 1 50); do [ -s "$sd/sshd.pid" ] && break; sleep 0.1; done
+	echo "sshd-$1 $(cat "$sd/sshd.pid")" >>"$LAB/pids"
+}
+R2=$LAB/nodes/node2/certs/releases
+"$DBPKI" bootstrap -c "$INI" >"$LAB/out2" 2>&1 &
+bg=$!
+for _ in $(seq 1 400); do
+	[ -n "$(ls -A "$R2" 2>/dev/null)" ] && break
+	kill -0 "$bg" 2>/dev/null || break
+	sleep 0.01
+done
+kill_sshd node2
+set +e
+wait "$bg"
+rc=$?
+bg=
+set -e
+out=$(cat "$LAB/out2")
+[ "$rc" != 0 ] || { echo "$out"; fail "bootstrap with node2's sshd killed exited 0"; }
+echo "$out" | grep -q 'node2' || fail "node2 not named: $out"
+# Normally the kill lands in certs; on a loaded machine it may land in the
+# next step of node2: either way node and step must be named.
+echo "$out" | grep -Eq 'node2 +[a-z-]+ +FAILED' || fail "node2's failed step not named: $out"
+for n in 1 2 3 4; do
+	cur=$LAB/nodes/node$n/certs/current
+	[ -e "$cur" ] || continue
+	for f in dbca.crt client.crt client.key; do
+		[ -s "$cur/$f" ] || fail "node$n: current release lacks $f"
+	done
+	if [ -e "$cur/server.crt" ] || [ "$n" != 4 ]; then
+		[ "$(openssl x509 -in "$cur/server.crt" -noout -pubkey | sha256sum)" = \
+		  "$(openssl pkey -in "$cur/server.key" -pubout | sha256sum)" ] ||
+			fail "node$n: current server key and certificate do not match"
+	fi
+	[ "$(openssl x509 -in "$cur/client.crt" -noout -pubkey | sha256sum)" = \
+	  "$(openssl pkey -in "$cur/client.key" -pubout | sha256sum)" ] ||
+		fail "node$n: current client key and certificate do not match"
+done
+find "$LAB/nodes" -name '.*dbpki*' | grep -q . && fail "temporary files left: $(find "$LAB/nodes" -name '.*dbpki*')"
+pass "sshd killed mid-run: failed (exit $rc) naming node2 and $(echo "$out" | grep -Eo "node2 +[a-z-]+ +FAILED" | head -1 | awk "{print \$2}"); every active release is whole"
+
+start_sshd node2
+out=$("$DBPKI" bootstrap -c "$INI" 2>&1) || { echo "$out"; fail "bootstrap after node2 came back"; }
+pass "with node2 back, the same command completes"
+
+# ---- 3. SIGKILL between two steps -------------------------------------------
+old_journals=$(ls "$STATE"/journal/)
+"$DBPKI" bootstrap -c "$INI" >"$LAB/out3" 2>&1 &
+bg=$!
+killed=0
+for _ in $(seq 1 1200); do
+	j=$(ls "$STATE"/journal/ | grep -vxF "$old_journals" | head -1 || true)
+	[ -n "$j" ] && j=$STATE/journal/$j
+	if [ -n "$j" ] && grep -q '"event":"step-start".*"step":"join"' "$j"; then
+		kill -9 "$bg"
+		killed=1
+		break
+	fi
+	kill -0 "$bg" 2>/dev/null || break
+	sleep 0.02
+done
+wait "$bg" 2>/dev/null || true
+bg=
+[ "$killed" = 1 ] || { cat "$LAB/out3"; fail "never saw step join start"; }
+! grep -q '"event":"run-end"' "$j" || fail "the killed run's journal has a run-end line"
+out=$("$DBPKI" bootstrap -c "$INI" 2>&1) || { echo "$out"; fail "bootstrap after SIGKILL"; }
+echo "$out" | grep -q "did not finish" || fail "the unfinished run is not mentioned: $out"
+echo "$out" | grep -q "redoes every step" || fail "the run does not say what it does about it: $out"
+"$DBPKI" status -c "$INI" >/dev/null || fail "status after the completed run"
+pass "SIGKILL between steps: the next run names the unfinished journal, redoes the steps, status is clean"
