@@ -337,6 +337,34 @@ set_string(struct parser *p, const struct field *f, void *dst, const char *v,
 }
 
 /* Parse v into the field at dst.  Returns 1 on success, 0 after pfail(). */
+/* A bound in the largest unit that divides it: 3600 reads "1h". */
+static void
+fmt_bound(long long secs, char *out, size_t outsz)
+{
+	if (secs >= DAY && secs % DAY == 0)
+		snprintf(out, outsz, "%lldd", secs / DAY);
+	else if (secs >= 3600 && secs % 3600 == 0)
+		snprintf(out, outsz, "%lldh", secs / 3600);
+	else if (secs >= 60 && secs % 60 == 0)
+		snprintf(out, outsz, "%lldm", secs / 60);
+	else
+		snprintf(out, outsz, "%llds", secs);
+}
+
+static int
+duration_fail(struct parser *p, const struct field *f, int line,
+    const char *where, const char *v)
+{
+	char lo[32], hi[32];
+
+	fmt_bound(f->min, lo, sizeof(lo));
+	fmt_bound(f->max, hi, sizeof(hi));
+	return pfail(p, line,
+	    "%s: '%.100s' is not a duration from %s to %s (write it like "
+	    "30d, 12h, 90m or 45s)",
+	    where, v, lo, hi);
+}
+
 static int
 set_field(struct parser *p, const struct field *f, void *dst, const char *v,
     int line, const char *where)
@@ -348,11 +376,7 @@ set_field(struct parser *p, const struct field *f, void *dst, const char *v,
 	case F_DURATION:
 		if (util_parse_duration(v, &secs) != 0 || secs < f->min ||
 		    secs > f->max)
-			return pfail(p, line,
-			    "%s: '%.100s' is not a duration between "
-			    "%llds and %lldd (write it like 30d, 12h, 90m or "
-			    "45s)",
-			    where, v, f->min, f->max / DAY);
+			return duration_fail(p, f, line, where, v);
 		*(int64_t *)dst = secs;
 		return 1;
 	case F_INT:

@@ -25,6 +25,7 @@ role = primary
 INI
 }
 
+nh=0
 expect_refused() { # name, inventory file, expected message part
 	local out rc
 	for cmd in issue bootstrap plan; do
@@ -80,5 +81,48 @@ expect_refused "symlinked inventory" "$T/link.ini" "symbolic link"
 
 { base; head -c 1100000 /dev/zero | tr '\0' '#'; } | write "$T/big.ini"
 expect_refused "oversized inventory" "$T/big.ini" "too large"
+
+# A table of hostile values: section, key, value, expected message part.
+# The line goes right under its section's header (added when the base
+# inventory has none).
+while IFS='|' read -r sect key value want; do
+	[ -n "$sect" ] || continue
+	f=$T/hostile-$((++nh)).ini
+	base >"$f.tmp"
+	grep -qxF "[$sect]" "$f.tmp" || printf '[%s]\n' "$sect" >>"$f.tmp"
+	awk -v h="[$sect]" -v l="$key = $value" '{ print } $0 == h { print l }' "$f.tmp" | write "$f"
+	rm -f "$f.tmp"
+	expect_refused "hostile $key = $value" "$f" "$want"
+done <<'TABLE'
+node db1|cert_dir|/srv/$(reboot)|cert_dir
+node db1|pgdata|/var/lib/pg`id`|pgdata
+node db1|bindir|/usr/lib/postgresql/15/bin;id|bindir
+node db1|socket_dir|/run/x y|socket_dir
+node db1|cert_dir|/srv/../etc|cert_dir
+node db1|cert_dir|relative/dir|cert_dir
+node db1|allowed_networks|0.0.0.0/0; reboot|allowed_networks
+node db1|port|5432;id|port
+node db1|port|70000|port
+node db1|nonsense|1|unknown key
+ssh|user|postgres;id|user
+ssh|user|-oProxyCommand=x|user
+ssh|known_hosts|~/known_hosts|known_hosts
+ssh|connect_timeout|0s|connect_timeout
+ssh|command_timeout|99999d|command_timeout
+ca|common_name|dbca`id`|common_name
+ca|validity|-5d|validity
+ca|key|rsa:1024|key
+ca|key|dsa:2048|key
+ca|passphrase_env|A=B|passphrase_env
+server|extra_san|DNS:x.example.com,DNS:$(id)|extra_san
+server|extra_san|URI:http://evil|extra_san
+server|mode|bogus|mode
+client|common_name|postgres'--|common_name
+cluster|parallel|0|parallel
+cluster|parallel|100000|parallel
+cluster|platform|oracle|platform
+cluster|renew_before|1s|renew_before
+cluster|state_dir|/tmp/$(id)|state_dir
+TABLE
 
 echo "all bad inventories refused with exit 2, nothing written"
