@@ -15,23 +15,49 @@
 #define CLI_MAX_SAN 64
 
 static const char usage_ca[] =
-    "usage: dbpki ca init -c INVENTORY\n"
-    "       dbpki ca import -c INVENTORY --cert PEM   (not yet available)\n"
-    "       dbpki ca export -c INVENTORY --out PATH   (not yet available)\n"
+    "usage: dbpki ca init   -c INVENTORY\n"
+    "       dbpki ca import -c INVENTORY --cert PEM\n"
+    "       dbpki ca export -c INVENTORY --out PATH\n"
     "\n"
     "init creates the cluster CA (dbca) in state_dir/ca: a key of [ca] key\n"
     "and a self-signed certificate valid for [ca] validity.  With [ca]\n"
     "passphrase_file or passphrase_env the key is encrypted at rest.\n"
-    "An existing CA is never overwritten (exit 1).\n";
+    "An existing CA is never overwritten (exit 1).\n"
+    "\n"
+    "import makes a corporate root, or a chain (lowest CA first, root\n"
+    "last, at most 10), the trust anchor: releases ship it as dbca.crt and\n"
+    "leaves must be signed by it (dbpki csr, then dbpki issue --signed);\n"
+    "dbca signs no more leaves.  PEM must be an absolute path to a regular\n"
+    "file (no symlink on the way), not writable by group or others, at\n"
+    "most 1 MiB; every certificate X.509 v3, valid now, a CA with\n"
+    "keyCertSign, RSA >= 3072 or EC >= 256 bits, signed with SHA-256/384/512\n"
+    "by the next one, the last self-signed.  A refusal names the rule\n"
+    "(exit 2); the previous trust is backed up to state_dir/ca/backup/.\n"
+    "\n"
+    "export writes the dbca certificate to PATH (absolute, must not exist,\n"
+    "in a directory that is no symlink and not writable by group/others).\n"
+    "\n"
+    "Exit 4 when there is no dbca yet (run: dbpki ca init -c INVENTORY).\n"
+    "See docs/corporate-ca.md.\n";
 
 static const char usage_issue[] =
     "usage: dbpki issue -c INVENTORY [--force]\n"
+    "       dbpki issue -c INVENTORY --signed DIR\n"
     "\n"
     "Make the local store hold every certificate the inventory needs: a\n"
     "server certificate per database node (or one shared), and the client\n"
     "certificate.  A certificate that is valid, matches the inventory and\n"
     "is not within renew_before of expiry is kept; the others are reissued\n"
     "and the old ones marked superseded.  --force reissues all.\n"
+    "After `ca import`, dbca signs nothing: issue keeps the leaves that\n"
+    "chain to the imported CA and refuses when one is missing or bad.\n"
+    "\n"
+    "--signed DIR takes back the certificates an external CA signed from\n"
+    "the CSRs of `dbpki csr -c INVENTORY`: every .crt, .pem or .cer file in\n"
+    "DIR (names do not matter: each is matched to its key), checked against\n"
+    "its key, CN, SANs, extendedKeyUsage and the trusted CA, then stored as\n"
+    "the current leaf.  Any refusal names the file and stores nothing\n"
+    "(exit 2 bad input, 3 a check failed).\n"
     "Exit 4 when there is no CA yet (run: dbpki ca init -c INVENTORY).\n";
 
 static const char usage_csr[] =
@@ -42,7 +68,8 @@ static const char usage_csr[] =
     "The first form writes PREFIX.key (0600) and PREFIX.csr; --san takes a\n"
     "host name or an IP address (repeat it or give a comma list); TYPE is\n"
     "ec:P-256, ec:P-384, rsa:3072 or rsa:4096.  The second form writes one\n"
-    "pair per certificate the inventory needs into state_dir/csr/.\n";
+    "pair per certificate the inventory needs into state_dir/csr/; have\n"
+    "the CSRs signed, then: dbpki issue -c INVENTORY --signed DIR.\n";
 
 static const char usage_sign[] =
     "usage: dbpki sign -c INVENTORY CSR --profile server|client --out CERT"
@@ -89,54 +116,80 @@ bad_usage(const char *text, const char *why)
 
 /* ---- ca ---------------------------------------------------------------- */
 
-int
-cli_ca(int argc, char **argv)
+struct ca_opts {
+	const char *inv, *cert, *out, *action;
+};
+
+static int
+ca_parse(int argc, char **argv, struct ca_opts *o)
 {
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
+	    {"cert", required_argument, NULL, 'C'},
+	    {"out", required_argument, NULL, 'o'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct dbpki_cluster *c = NULL;
-	struct dbpki_err e;
-	const char *inv = NULL;
-	int ch, rc;
+	int ch;
 
-	for (ch = 1; ch < argc; ch++)
-		if (strcmp(argv[ch], "import") == 0 ||
-		    strcmp(argv[ch], "export") == 0) {
-			log_error("ca %s is not yet available in this build",
-			    argv[ch]);
-			return EXIT_USAGE;
-		}
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		if (ch == 'c')
-			inv = optarg;
-		else
-			return help_or_usage(usage_ca, ch == 'h');
+		switch (ch) {
+		case 'c': o->inv = optarg; break;
+		case 'C': o->cert = optarg; break;
+		case 'o': o->out = optarg; break;
+		default: return help_or_usage(usage_ca, ch == 'h');
+		}
 	}
-	if (optind >= argc)
-		return bad_usage(usage_ca, "ca: which action? init, import or "
-					   "export");
-	if (strcmp(argv[optind], "init") != 0 || optind + 1 != argc)
-		return bad_usage(usage_ca, "ca: unknown action or extra "
-					   "arguments");
-	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return EXIT_FAILED;
-	if ((rc = cli_load_cluster(inv, c)) != 0)
-		goto out;
-	err_clear(&e);
-	if (pki_ca_init(c, &e) != 0) {
-		rc = cli_fail(&e);
-		goto out;
-	}
+	if (optind + 1 != argc)
+		return bad_usage(usage_ca, "ca: give one action: init, import "
+					   "or export");
+	o->action = argv[optind];
+	if (strcmp(o->action, "init") == 0 && o->cert == NULL && o->out == NULL)
+		return -1;
+	if (strcmp(o->action, "import") == 0 && o->cert != NULL &&
+	    o->out == NULL)
+		return -1;
+	if (strcmp(o->action, "export") == 0 && o->out != NULL &&
+	    o->cert == NULL)
+		return -1;
+	return bad_usage(usage_ca, "ca: init takes no --cert/--out, import "
+				   "needs --cert, export needs --out");
+}
+
+static int
+ca_run(
+    const struct dbpki_cluster *c, const struct ca_opts *o, struct dbpki_err *e)
+{
+	if (strcmp(o->action, "import") == 0)
+		return pki_ca_import(c, o->cert, e);
+	if (strcmp(o->action, "export") == 0)
+		return pki_ca_export(c, o->out, e);
+	if (pki_ca_init(c, e) != 0)
+		return e->code;
 	log_info("created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
 	    c->state_dir, c->state_dir,
 	    c->ca_passphrase_file[0] || c->ca_passphrase_env[0] ? ", encrypted"
 								: "");
-	rc = EXIT_DONE;
-out:
+	return 0;
+}
+
+int
+cli_ca(int argc, char **argv)
+{
+	struct ca_opts o = {NULL, NULL, NULL, NULL};
+	struct dbpki_cluster *c = NULL;
+	struct dbpki_err e;
+	int rc;
+
+	if ((rc = ca_parse(argc, argv, &o)) != -1)
+		return rc;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return EXIT_FAILED;
+	if ((rc = cli_load_cluster(o.inv, c)) == 0) {
+		err_clear(&e);
+		rc = ca_run(c, &o, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+	}
 	free(c);
 	return rc;
 }
@@ -149,12 +202,13 @@ cli_issue(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"force", no_argument, NULL, 'f'},
+	    {"signed", required_argument, NULL, 's'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
-	const char *inv = NULL;
+	const char *inv = NULL, *dir = NULL;
 	int ch, rc, force = 0;
 
 	optind = 0;
@@ -162,18 +216,27 @@ cli_issue(int argc, char **argv)
 		switch (ch) {
 		case 'c': inv = optarg; break;
 		case 'f': force = 1; break;
+		case 's': dir = optarg; break;
 		case 'h': return help_or_usage(usage_issue, 1);
 		default: return help_or_usage(usage_issue, 0);
 		}
 	}
 	if (optind != argc)
 		return bad_usage(usage_issue, "issue: unexpected argument");
+	if (dir != NULL && force)
+		return bad_usage(usage_issue, "issue: --signed and --force "
+					      "do not go together");
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return EXIT_FAILED;
 	if ((rc = cli_load_cluster(inv, c)) != 0)
 		goto out;
 	err_clear(&e);
-	rc = pki_issue_all(c, force, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+	if (dir != NULL)
+		rc = pki_issue_signed(c, dir, &e) != 0 ? cli_fail(&e)
+						       : EXIT_DONE;
+	else
+		rc =
+		    pki_issue_all(c, force, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
 out:
 	free(c);
 	return rc;

@@ -463,6 +463,10 @@ pki_issue_all(const struct dbpki_cluster *c, int force, struct dbpki_err *e)
 	struct pki_ca *ca = NULL;
 	int i, n = 0, nt = 0, r;
 
+	/* Once a CA was imported, dbca signs no leaves: they come from that
+	 * CA through csr + issue --signed (docs/corporate-ca.md). */
+	if (pki_trust_imported(c))
+		return pki_issue_corporate(c, force, e);
 	if ((r = pki_ca_load(c, &ca, e)) != 0)
 		return r;
 	a.ca = ca;

@@ -70,18 +70,13 @@ pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
 {
 	struct pki_index idx = {0};
 	char p[CFG_PATH], serial[PKI_SERIAL_HEX];
-	X509 *ca = NULL;
 	int r;
 
 	memset(rel, 0, sizeof(*rel));
-	if ((r = pki_ca_load_cert(c, &ca, e)) != 0)
+	/* dbca.crt is the trust bundle: dbca, or the imported chain after
+	 * `ca import` (docs/corporate-ca.md); serial: its root's. */
+	if ((r = pki_trust_file(c, p, serial, e)) != 0)
 		return r;
-	pki_cert_serial_hex(ca, serial);
-	X509_free(ca);
-	if (pki_store_path(c, p, "ca/dbca.crt") != 0) {
-		r = err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-		goto out;
-	}
 	if ((r = add_file(rel, "dbca.crt", p, 0644, serial, e)) != 0 ||
 	    (r = pki_index_load(c, &idx, e)) != 0)
 		goto out;
@@ -177,7 +172,7 @@ pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
 {
 	const struct pki_file *caf = pki_release_file(rel, "dbca.crt");
 	STACK_OF(X509) *bundle = NULL;
-	X509 *ca = NULL, *leaf = NULL;
+	X509 *leaf = NULL;
 	int r;
 
 	(void)c;
@@ -186,15 +181,10 @@ pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
 		    "node %s: the release has no "
 		    "dbca.crt",
 		    n->name);
-	if ((r = pki_cert_from_pem(caf->data, caf->len, "dbca.crt", &ca, e)) !=
-	    0)
+	/* Every certificate of dbca.crt: an imported chain has several. */
+	if ((r = pki_bundle_from_pem(
+		 caf->data, caf->len, "dbca.crt", &bundle, e)) != 0)
 		return err_wrap(e, "node %s", n->name);
-	if ((bundle = sk_X509_new_null()) == NULL ||
-	    !sk_X509_push(bundle, ca)) {
-		X509_free(ca);
-		r = err_ssl(e, "out of memory");
-		goto out;
-	}
 	if (cfg_is_database(n)) {
 		if ((r = check_pair(n, rel, "server", bundle, &leaf, e)) != 0)
 			goto out;

@@ -241,6 +241,14 @@ void pki_ca_free(struct pki_ca *ca);
 int pki_store_record_signed(
     const struct dbpki_cluster *c, X509 *x, struct dbpki_err *e);
 
+/* Move ca/dbca.key and ca/dbca.crt into a new ca/archive/<UTC time>/
+ * (renamed, never deleted; its path into out) and mark the CA's index
+ * entry superseded, so pki_ca_init() can create a new CA (rotate, when
+ * the old one expired).  DBPKI_E_NOCA when there was nothing to move.
+ * (pki_archive.c) */
+int pki_ca_archive(
+    const struct dbpki_cluster *c, char out[CFG_PATH], struct dbpki_err *e);
+
 /* ---- issuing (pki_issue.c) --------------------------------------------- */
 
 /* What the inventory needs: fill spec for a node's server certificate
@@ -303,5 +311,106 @@ const struct pki_file *pki_release_file(
  * (DBPKI_E_VERIFY) names the node and the file. */
 int pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
     const struct pki_release *rel, struct dbpki_err *e);
+
+/* ---- trusting an imported CA (pki_import.c, docs/corporate-ca.md) ------
+ *
+ * `ca import` makes an imported root/chain the store's trust anchor:
+ * state_dir/ca/trusted.pem (PEM, lowest CA first, root last).  From then
+ * on releases ship that chain as dbca.crt, leaves must chain to it, and
+ * dbca signs no leaves (`issue` keeps valid leaves and refuses the rest,
+ * pointing to `csr -c` + `issue --signed`).  dbca itself stays (export,
+ * sign).  Without trusted.pem the trust anchor is dbca alone. */
+
+#define PKI_IMPORT_MAX_CHAIN  10            /* certificates in a chain */
+#define PKI_IMPORT_MAX_PATH   4096          /* a path must be shorter */
+#define PKI_IMPORT_MAX_LEVELS 99            /* ... and have fewer levels */
+#define PKI_IMPORT_MAX_BYTES  (1024 * 1024) /* file size */
+
+/* The rules on the path string of a file to import: absolute, under
+ * PKI_IMPORT_MAX_PATH characters, fewer than PKI_IMPORT_MAX_LEVELS
+ * components, no "." or "..".  DBPKI_E_CONFIG names the rule. */
+int pki_import_check_path(const char *path, struct dbpki_err *e);
+
+/* The rules on the content (`what` names it in messages; `now` is the
+ * time validity is checked at): PEM CERTIFICATE blocks only, 1 to
+ * PKI_IMPORT_MAX_CHAIN of them, each X.509 v3, valid at now, a CA
+ * (basicConstraints CA:TRUE, keyUsage keyCertSign), RSA >= 3072 or EC >=
+ * 256 bits, signed with SHA-256/384/512 by the next certificate, the last
+ * one self-signed.  DBPKI_E_CONFIG: "WHAT: refused (rule: R): detail",
+ * naming the certificate.  *out (file order) is freed by the caller with
+ * sk_X509_pop_free(*out, X509_free). */
+int pki_import_check_pem(const void *buf, size_t len, const char *what,
+    int64_t now, STACK_OF(X509) * *out, struct dbpki_err *e);
+
+/* `ca import`: DBPKI_E_NOCA without dbca; then the path rules, the file
+ * rules (walked from / with O_NOFOLLOW: no symlink anywhere; regular file;
+ * not writable by group/others; at most PKI_IMPORT_MAX_BYTES) and the
+ * content rules, all before anything is written.  An earlier trusted.pem
+ * is copied to state_dir/ca/backup/<UTC time>/trusted.pem first. */
+int pki_ca_import(
+    const struct dbpki_cluster *c, const char *path, struct dbpki_err *e);
+
+/* `ca export`: write the dbca certificate (PEM, 0644) to path, which must
+ * be absolute and not exist; its directory must not be a symlink nor
+ * writable by group or others.  Never replaces a file (link(2)). */
+int pki_ca_export(
+    const struct dbpki_cluster *c, const char *path, struct dbpki_err *e);
+
+/* 1 if the store trusts an imported CA (state_dir/ca/trusted.pem). */
+int pki_trust_imported(const struct dbpki_cluster *c);
+
+/* The trust bundle: the imported chain, or dbca.  DBPKI_E_NOCA without
+ * dbca.  Free *out with sk_X509_pop_free(*out, X509_free). */
+int pki_trust_load(
+    const struct dbpki_cluster *c, STACK_OF(X509) * *out, struct dbpki_err *e);
+
+/* The bundle's file (what releases ship as dbca.crt) and its root's
+ * serial. */
+int pki_trust_file(const struct dbpki_cluster *c, char path[CFG_PATH],
+    char serial[PKI_SERIAL_HEX], struct dbpki_err *e);
+
+/* One trusted CA certificate, for monitoring (`check`). */
+struct pki_trust_cert {
+	char subject[256]; /* RFC 2253, sanitised */
+	char serial[PKI_SERIAL_HEX];
+	char sha256[PKI_SHA256_HEX];
+	int64_t not_before, not_after; /* seconds since the epoch */
+	int imported;                  /* 1: from ca/trusted.pem; 0: dbca */
+	int is_root;                   /* the last, self-signed one */
+	char path[CFG_PATH];           /* the file it is in */
+};
+
+/* The trusted CA certificates, in bundle order (root last): *n of them in
+ * out.  DBPKI_E_NOCA without dbca. */
+int pki_trust_list(const struct dbpki_cluster *c,
+    struct pki_trust_cert out[PKI_BUNDLE_MAX], int *n, struct dbpki_err *e);
+
+/* Every PEM certificate of buf (1..PKI_BUNDLE_MAX).  Free *out with
+ * sk_X509_pop_free(*out, X509_free). */
+int pki_bundle_from_pem(const void *buf, size_t len, const char *what,
+    STACK_OF(X509) * *out, struct dbpki_err *e);
+
+/* Is x a good leaf for spec s: (key, if not NULL, matches), chains to
+ * bundle with the profile's purpose and is valid now, not a CA,
+ * extendedKeyUsage has serverAuth/clientAuth, key of algorithm alg, CN
+ * equal, every SAN of s covered.  DBPKI_E_VERIFY with the reason. */
+int pki_signed_check(const struct pki_spec *s, enum cfg_key_alg alg, X509 *x,
+    EVP_PKEY *key, STACK_OF(X509) * bundle, struct dbpki_err *e);
+
+/* `issue --signed DIR`: each .crt, .pem or .cer file of dir is matched by public
+ * key to a key in state_dir/csr/ (or to the active leaf's key), checked
+ * with pki_signed_check against the trust bundle, and stored as the
+ * active leaf; the consumed CSR files are removed.  Every need must be
+ * met afterwards (new or still-good stored leaf), else nothing is stored.
+ * DBPKI_E_CONFIG for bad input (not PEM, unknown key, missing), and
+ * DBPKI_E_VERIFY when a certificate fails a check; both name the file. */
+int pki_issue_signed(
+    const struct dbpki_cluster *c, const char *dir, struct dbpki_err *e);
+
+/* `issue` once a CA was imported (called by pki_issue_all): keep every
+ * leaf that passes pki_signed_check, warn about those within renew_before,
+ * refuse (no dbca signing) when any cannot be kept. */
+int pki_issue_corporate(
+    const struct dbpki_cluster *c, int force, struct dbpki_err *e);
 
 #endif
