@@ -7,12 +7,12 @@
  *               overwriting anything;
  *   trust       the bundle releases ship as dbca.crt and leaves must chain
  *               to: dbca, or the imported chain once there is one;
- *   issue --signed  take back the certificates an external CA signed from
- *               our CSRs, check each, store them as the current leaves.
+ *   (issue --signed is in pki_signed.c)
  */
 #include "dbpki/log.h"
 #include "dbpki/pki.h"
 #include "dbpki/util.h"
+#include "pki_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,9 +29,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#define TRUST_FILE  "ca/trusted.pem"
+#define TRUST_FILE  PKI_TRUST_FILE
 #define BACKUP_DIR  "ca/backup"
-#define SHOW_PATH   160 /* characters of a path quoted in a message */
 #define LABEL_SIZE  160
 #define DETAIL_SIZE 1024
 
@@ -39,25 +38,21 @@
 
 /* A path for a message: sanitised, and cut short (a refused path may be
  * 4096 characters long). */
-static const char *
-show(const char *path, char out[SHOW_PATH + 8])
+const char *
+pki_show_path(const char *path, char out[PKI_SHOW_PATH + 8])
 {
 	size_t n = strlen(path);
 
-	log_sanitize(out, SHOW_PATH + 1, path, n, 0);
-	if (n > SHOW_PATH)
-		memcpy(out + SHOW_PATH - 3, "...", 4);
+	log_sanitize(out, PKI_SHOW_PATH + 1, path, n, 0);
+	if (n > PKI_SHOW_PATH)
+		memcpy(out + PKI_SHOW_PATH - 3, "...", 4);
 	return out;
 }
 
 /* Every refusal of an input file reads "FILE: refused (rule: R): detail",
  * so an admin sees at once which rule failed and a script can grep it. */
-static int refuse(struct dbpki_err *e, int code, const char *what,
-    const char *rule, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static int
-refuse(struct dbpki_err *e, int code, const char *what, const char *rule,
+int
+pki_refuse(struct dbpki_err *e, int code, const char *what, const char *rule,
     const char *fmt, ...)
 {
 	char detail[DETAIL_SIZE];
@@ -92,17 +87,17 @@ cert_label(X509 *x, int i, int n, char out[LABEL_SIZE])
 int
 pki_import_check_path(const char *path, struct dbpki_err *e)
 {
-	char sp[SHOW_PATH + 8];
+	char sp[PKI_SHOW_PATH + 8];
 	const char *p, *end;
 	size_t len = strlen(path), n;
 	int levels = 0;
 
-	show(path, sp);
+	pki_show_path(path, sp);
 	if (path[0] != '/')
-		return refuse(e, DBPKI_E_CONFIG, sp, "absolute path",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "absolute path",
 		    "give the full path, starting with /");
 	if (len >= PKI_IMPORT_MAX_PATH)
-		return refuse(e, DBPKI_E_CONFIG, sp, "path length",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "path length",
 		    "%zu characters; it must be under %d", len,
 		    PKI_IMPORT_MAX_PATH);
 	for (p = path; *p != '\0'; p = end) {
@@ -116,17 +111,17 @@ pki_import_check_path(const char *path, struct dbpki_err *e)
 		n = (size_t)(end - p);
 		if ((n == 1 && p[0] == '.') ||
 		    (n == 2 && p[0] == '.' && p[1] == '.'))
-			return refuse(e, DBPKI_E_CONFIG, sp, "plain path",
+			return pki_refuse(e, DBPKI_E_CONFIG, sp, "plain path",
 			    "it has a '.' or '..' component; give the path "
 			    "without them");
 		if (n > NAME_MAX)
-			return refuse(e, DBPKI_E_CONFIG, sp, "path length",
+			return pki_refuse(e, DBPKI_E_CONFIG, sp, "path length",
 			    "a component is %zu characters long (at most %d)",
 			    n, NAME_MAX);
 		levels++;
 	}
 	if (levels >= PKI_IMPORT_MAX_LEVELS)
-		return refuse(e, DBPKI_E_CONFIG, sp, "path depth",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "path depth",
 		    "%d levels; it must have fewer than %d", levels,
 		    PKI_IMPORT_MAX_LEVELS);
 	return 0;
@@ -150,12 +145,12 @@ walk_dir(
 	}
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 	    S_ISLNK(st.st_mode))
-		return refuse(e, DBPKI_E_CONFIG, sp, "no symbolic link",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "no symbolic link",
 		    "the directory '%.80s' in its path is a symbolic link; "
 		    "give the real path",
 		    name);
 	if (errno == ENOTDIR)
-		return refuse(e, DBPKI_E_CONFIG, sp, "regular file",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "regular file",
 		    "'%.80s' in its path is not a directory", name);
 	return err_sys(e, "%s: cannot open the directory '%.80s'", sp, name);
 }
@@ -174,10 +169,10 @@ walk_file(
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return err_sys(e, "%s: cannot open", sp);
 	if (S_ISLNK(st.st_mode))
-		return refuse(e, DBPKI_E_CONFIG, sp, "no symbolic link",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "no symbolic link",
 		    "the file itself is a symbolic link; give the real file");
 	if (!S_ISREG(st.st_mode))
-		return refuse(e, DBPKI_E_CONFIG, sp, "regular file",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "regular file",
 		    "it is not a regular file");
 	fd = openat(dfd, name,
 	    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
@@ -212,7 +207,7 @@ open_strict(const char *path, const char *sp, int *out, struct dbpki_err *e)
 			end++;
 		if (end == NULL || *end == '\0') {
 			if (end != NULL) /* "dir/": not a file */
-				r = refuse(e, DBPKI_E_CONFIG, sp,
+				r = pki_refuse(e, DBPKI_E_CONFIG, sp,
 				    "regular file", "it names a directory");
 			else
 				r = walk_file(dfd, name, sp, &fd, e);
@@ -245,15 +240,15 @@ read_checked(
 	if (fstat(fd, &st) == -1)
 		return err_sys(e, "%s: cannot stat", sp);
 	if (!S_ISREG(st.st_mode))
-		return refuse(e, DBPKI_E_CONFIG, sp, "regular file",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "regular file",
 		    "it is not a regular file");
 	if (st.st_mode & 022)
-		return refuse(e, DBPKI_E_CONFIG, sp,
+		return pki_refuse(e, DBPKI_E_CONFIG, sp,
 		    "not writable by group or others",
 		    "mode %04o; run: chmod go-w on it",
 		    (unsigned)(st.st_mode & 07777));
 	if (st.st_size > PKI_IMPORT_MAX_BYTES)
-		return refuse(e, DBPKI_E_CONFIG, sp, "size",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "size",
 		    "%lld bytes; at most %d (1 MiB)", (long long)st.st_size,
 		    PKI_IMPORT_MAX_BYTES);
 	if ((buf = malloc((size_t)st.st_size + 2)) == NULL)
@@ -301,22 +296,22 @@ pem_certs(const void *buf, size_t len, const char *what, STACK_OF(X509) * sk,
 		k++;
 		q = data;
 		if (strstr(name, "PRIVATE KEY") != NULL)
-			r = refuse(e, DBPKI_E_CONFIG, what, "PEM",
+			r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 			    "PEM block #%d is a private key: a CA key must "
 			    "never leave the CA; give the certificate(s) only",
 			    k);
 		else if (strcmp(name, "CERTIFICATE") != 0)
-			r = refuse(e, DBPKI_E_CONFIG, what, "PEM",
+			r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 			    "PEM block #%d is a '%.40s', not a CERTIFICATE", k,
 			    name);
 		else if (sk_X509_num(sk) >= PKI_IMPORT_MAX_CHAIN)
-			r = refuse(e, DBPKI_E_CONFIG, what, "chain length",
+			r = pki_refuse(e, DBPKI_E_CONFIG, what, "chain length",
 			    "more than %d certificates; a chain has at most "
 			    "%d levels",
 			    PKI_IMPORT_MAX_CHAIN, PKI_IMPORT_MAX_CHAIN);
 		else if ((x = d2i_X509(NULL, &q, dlen)) == NULL ||
 			 q != data + dlen)
-			r = refuse(e, DBPKI_E_CONFIG, what, "PEM",
+			r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 			    "PEM block #%d is not a valid X.509 certificate",
 			    k);
 		else if (!sk_X509_push(sk, x))
@@ -333,11 +328,11 @@ pem_certs(const void *buf, size_t len, const char *what, STACK_OF(X509) * sk,
 	}
 	if (r == 0 &&
 	    ERR_GET_REASON(ERR_peek_last_error()) != PEM_R_NO_START_LINE)
-		r = refuse(e, DBPKI_E_CONFIG, what, "PEM",
+		r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 		    "PEM block #%d is damaged (bad base64 or no END line)",
 		    k + 1);
 	if (r == 0 && sk_X509_num(sk) == 0)
-		r = refuse(e, DBPKI_E_CONFIG, what, "PEM",
+		r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 		    "no PEM certificate in it (DER? convert it with: openssl "
 		    "x509 -inform der -in FILE -out FILE.pem)");
 	ERR_clear_error();
@@ -356,18 +351,18 @@ rule_key(X509 *x, const char *what, const char *lbl, struct dbpki_err *e)
 	    (EVP_PKEY_is_a(k, "RSA") || EVP_PKEY_is_a(k, "RSA-PSS")))
 		return bits >= 3072
 			   ? 0
-			   : refuse(e, DBPKI_E_CONFIG, what, "key strength",
+			   : pki_refuse(e, DBPKI_E_CONFIG, what, "key strength",
 				 "%s has an RSA %d-bit key; RSA keys must "
 				 "have at least 3072 bits",
 				 lbl, bits);
 	if (k != NULL && EVP_PKEY_is_a(k, "EC"))
 		return bits >= 256
 			   ? 0
-			   : refuse(e, DBPKI_E_CONFIG, what, "key strength",
+			   : pki_refuse(e, DBPKI_E_CONFIG, what, "key strength",
 				 "%s has an EC %d-bit key; EC keys must have "
 				 "at least 256 bits",
 				 lbl, bits);
-	return refuse(e, DBPKI_E_CONFIG, what, "key strength",
+	return pki_refuse(e, DBPKI_E_CONFIG, what, "key strength",
 	    "%s has a key that is neither RSA nor EC (%s)", lbl,
 	    k != NULL ? EVP_PKEY_get0_type_name(k) : "unreadable");
 }
@@ -381,7 +376,7 @@ rule_digest(X509 *x, const char *what, const char *lbl, struct dbpki_err *e)
 		md = NID_undef;
 	if (md == NID_sha256 || md == NID_sha384 || md == NID_sha512)
 		return 0;
-	return refuse(e, DBPKI_E_CONFIG, what, "signature digest",
+	return pki_refuse(e, DBPKI_E_CONFIG, what, "signature digest",
 	    "%s is signed with %s; only SHA-256, SHA-384 or SHA-512 are "
 	    "accepted",
 	    lbl, md != NID_undef ? OBJ_nid2sn(md) : "an unknown digest");
@@ -395,12 +390,12 @@ rule_validity(X509 *x, int64_t now, const char *what, const char *lbl,
 
 	if (now < pki_cert_not_before(x)) {
 		util_iso8601(pki_cert_not_before(x), t);
-		return refuse(e, DBPKI_E_CONFIG, what, "validity",
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "validity",
 		    "%s is not yet valid (notBefore %s)", lbl, t);
 	}
 	if (now >= pki_cert_not_after(x)) {
 		util_iso8601(pki_cert_not_after(x), t);
-		return refuse(e, DBPKI_E_CONFIG, what, "validity",
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "validity",
 		    "%s has expired (notAfter %s)", lbl, t);
 	}
 	return 0;
@@ -419,14 +414,15 @@ rule_ca(X509 *x, const char *what, const char *lbl, struct dbpki_err *e)
 	ca = bc != NULL && bc->ca;
 	BASIC_CONSTRAINTS_free(bc);
 	if (!ca)
-		return refuse(e, DBPKI_E_CONFIG, what,
+		return pki_refuse(e, DBPKI_E_CONFIG, what,
 		    "basicConstraints CA:TRUE",
 		    "%s is not a CA certificate (no basicConstraints "
 		    "CA:TRUE)",
 		    lbl);
 	if (!(X509_get_extension_flags(x) & EXFLAG_KUSAGE) ||
 	    !(X509_get_key_usage(x) & KU_KEY_CERT_SIGN))
-		return refuse(e, DBPKI_E_CONFIG, what, "keyUsage keyCertSign",
+		return pki_refuse(e, DBPKI_E_CONFIG, what,
+		    "keyUsage keyCertSign",
 		    "%s may not sign certificates (keyUsage without "
 		    "keyCertSign, or no keyUsage)",
 		    lbl);
@@ -446,24 +442,24 @@ rule_signature(STACK_OF(X509) * sk, int i, const char *what, const char *lbl,
 	EVP_PKEY *k;
 
 	if (last && !self)
-		return refuse(e, DBPKI_E_CONFIG, what, "self-signed root",
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "self-signed root",
 		    "%s, the last one, is not self-signed: end the file with "
 		    "the root",
 		    lbl);
 	if (!last && self)
-		return refuse(e, DBPKI_E_CONFIG, what, "chain order",
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "chain order",
 		    "%s is self-signed but not the last one: the root comes "
 		    "last",
 		    lbl);
 	if (!last && X509_NAME_cmp(X509_get_issuer_name(x),
 			 X509_get_subject_name(up)) != 0)
-		return refuse(e, DBPKI_E_CONFIG, what, "chain order",
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "chain order",
 		    "%s was not issued by the next certificate: order the "
 		    "file from the lowest CA up to the root",
 		    lbl);
 	k = X509_get0_pubkey(up);
 	if (k == NULL || X509_verify(x, k) != 1)
-		return refuse(e, DBPKI_E_CONFIG, what, "signature",
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "signature",
 		    "the signature of %s does not verify with the key of %s",
 		    lbl, last ? "itself" : "the next certificate");
 	ERR_clear_error();
@@ -480,7 +476,7 @@ check_one(STACK_OF(X509) * sk, int i, int64_t now, const char *what,
 
 	cert_label(x, i, sk_X509_num(sk), lbl);
 	if (X509_get_version(x) != X509_VERSION_3)
-		return refuse(e, DBPKI_E_CONFIG, what, "X.509 v3",
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "X.509 v3",
 		    "%s is X.509 v%ld; only v3 certificates are accepted", lbl,
 		    X509_get_version(x) + 1);
 	if ((r = rule_validity(x, now, what, lbl, e)) != 0 ||
@@ -790,14 +786,15 @@ int
 pki_ca_import(
     const struct dbpki_cluster *c, const char *path, struct dbpki_err *e)
 {
-	char sp[SHOW_PATH + 8], dst[CFG_PATH], bak[CFG_PATH] = "", *buf = NULL;
+	char sp[PKI_SHOW_PATH + 8], dst[CFG_PATH], bak[CFG_PATH] = "",
+						   *buf = NULL;
 	STACK_OF(X509) *sk = NULL;
 	unsigned char *pem = NULL;
 	size_t len = 0, plen = 0;
 	X509 *ca = NULL;
 	int fd = -1, r;
 
-	show(path, sp);
+	pki_show_path(path, sp);
 	/* Nothing is written before every rule has passed. */
 	if ((r = pki_ca_load_cert(c, &ca, e)) != 0 ||
 	    (r = pki_import_check_path(path, e)) != 0 ||
@@ -851,15 +848,16 @@ export_dir(const char *path, const char *sp, int *dfd, const char **base,
 	*base = slash + 1;
 	if (**base == '\0' || strcmp(*base, ".") == 0 ||
 	    strcmp(*base, "..") == 0)
-		return refuse(e, DBPKI_E_CONFIG, sp, "file name",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "file name",
 		    "give a file name, not a directory");
 	if (util_fmt(dir, sizeof(dir), "%.*s", (int)(slash - path), path) != 0)
-		return refuse(e, DBPKI_E_CONFIG, sp, "path length", "too long");
+		return pki_refuse(
+		    e, DBPKI_E_CONFIG, sp, "path length", "too long");
 	if (dir[0] == '\0')
 		util_fmt(dir, sizeof(dir), "/");
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1 && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
-		return refuse(e, DBPKI_E_CONFIG, sp, "no symbolic link",
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "no symbolic link",
 		    "its directory is a symbolic link; give the real path");
 	if (fd == -1)
 		return err_sys(e, "%s: cannot open its directory", sp);
@@ -869,7 +867,7 @@ export_dir(const char *path, const char *sp, int *dfd, const char **base,
 	}
 	if (st.st_mode & 022) {
 		close(fd);
-		return refuse(e, DBPKI_E_CONFIG, sp,
+		return pki_refuse(e, DBPKI_E_CONFIG, sp,
 		    "directory not writable by group or others",
 		    "its directory has mode %04o; use a private directory",
 		    (unsigned)(st.st_mode & 07777));
@@ -913,7 +911,7 @@ export_write(int dfd, const char *base, const char *sp,
 		r = err_sys(e, "%s: cannot write", sp);
 	if (r == 0 && linkat(dfd, tmp, dfd, base, 0) == -1)
 		r = errno == EEXIST
-			? refuse(e, DBPKI_E_CONFIG, sp, "must not exist",
+			? pki_refuse(e, DBPKI_E_CONFIG, sp, "must not exist",
 			      "it appeared while writing; nothing replaced")
 			: err_sys(e, "%s: cannot create", sp);
 	unlinkat(dfd, tmp, 0);
@@ -926,7 +924,7 @@ int
 pki_ca_export(
     const struct dbpki_cluster *c, const char *path, struct dbpki_err *e)
 {
-	char sp[SHOW_PATH + 8], fp[PKI_SHA256_HEX];
+	char sp[PKI_SHOW_PATH + 8], fp[PKI_SHA256_HEX];
 	unsigned char *pem = NULL;
 	const char *base;
 	struct stat st;
@@ -934,18 +932,18 @@ pki_ca_export(
 	X509 *ca = NULL;
 	int dfd = -1, r;
 
-	show(path, sp);
+	pki_show_path(path, sp);
 	if ((r = pki_ca_load_cert(c, &ca, e)) != 0)
 		return r;
 	if (path[0] != '/')
-		r = refuse(e, DBPKI_E_CONFIG, sp, "absolute path",
+		r = pki_refuse(e, DBPKI_E_CONFIG, sp, "absolute path",
 		    "give the full path, starting with /");
 	else if (strlen(path) >= PKI_IMPORT_MAX_PATH)
-		r = refuse(e, DBPKI_E_CONFIG, sp, "path length",
+		r = pki_refuse(e, DBPKI_E_CONFIG, sp, "path length",
 		    "it must be under %d characters", PKI_IMPORT_MAX_PATH);
 	else if ((r = export_dir(path, sp, &dfd, &base, e)) == 0 &&
 		 fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		r = refuse(e, DBPKI_E_CONFIG, sp, "must not exist",
+		r = pki_refuse(e, DBPKI_E_CONFIG, sp, "must not exist",
 		    "it already exists; dbpki never overwrites it: choose a "
 		    "new name");
 	if (r == 0 && (r = pki_cert_to_pem(ca, &pem, &len, e)) == 0 &&
@@ -959,581 +957,5 @@ pki_ca_export(
 		close(dfd);
 	free(pem);
 	X509_free(ca);
-	return r;
-}
-
-/* ---- leaves an external CA signed from our CSRs ------------------------- */
-
-/* One certificate the inventory needs, named as `dbpki csr -c` names its
- * files, with what the store and the CSR directory hold for it. */
-struct want {
-	const char *kind;         /* "server" or "client" */
-	char node[CFG_NAME];      /* node, "*" (shared server), "-" (client) */
-	char base[CFG_NAME + 16]; /* csr/<base>.key, csr/<base>.csr */
-	enum cfg_key_alg alg;
-	struct pki_spec spec;
-	long old;  /* index position of the active entry, -1 */
-	X509 *act; /* the active certificate and its key */
-	EVP_PKEY *act_key;
-	char *act_pem;
-	size_t act_len;
-	EVP_PKEY *csr_key; /* csr/<base>.key, if there is one */
-	char *csr_pem;
-	size_t csr_len;
-	X509 *cert;       /* the new certificate (issue --signed) */
-	const char *kpem; /* its key's PEM: csr_pem or act_pem */
-	size_t klen;
-	char file[PATH_MAX]; /* where it came from */
-};
-
-struct signed_run {
-	const struct dbpki_cluster *c;
-	struct want *w;
-	int n;
-	struct pki_index idx;
-	STACK_OF(X509) * bundle;
-};
-
-static void
-want_base(struct want *w)
-{
-	if (strcmp(w->kind, "client") == 0)
-		util_fmt(w->base, sizeof(w->base), "client");
-	else if (strcmp(w->node, "*") == 0)
-		util_fmt(w->base, sizeof(w->base), "server-shared");
-	else
-		util_fmt(w->base, sizeof(w->base), "server-%s", w->node);
-}
-
-/* What the inventory needs: the same list, names and SANs as `issue` and
- * `csr -c` (pki_spec_server, pki_spec_client). */
-static int
-wants_plan(struct signed_run *sr, struct dbpki_err *e)
-{
-	const struct dbpki_cluster *c = sr->c;
-	struct want *v;
-	int i, k = 0;
-
-	if ((v = calloc((size_t)c->n_nodes + 2, sizeof(*v))) == NULL)
-		return err_set(e, DBPKI_E_NOMEM, "out of memory");
-	for (i = 0; i < c->n_nodes && c->server_mode == SERVER_PER_NODE; i++) {
-		if (!cfg_is_database(&c->nodes[i]))
-			continue;
-		v[k].kind = "server";
-		util_fmt(v[k].node, sizeof(v[k].node), "%s", c->nodes[i].name);
-		v[k].alg = c->server_key.alg;
-		pki_spec_server(c, &c->nodes[i], &v[k++].spec);
-	}
-	if (c->server_mode == SERVER_SHARED) {
-		v[k].kind = "server";
-		util_fmt(v[k].node, sizeof(v[k].node), "*");
-		v[k].alg = c->server_key.alg;
-		pki_spec_server(c, NULL, &v[k++].spec);
-	}
-	v[k].kind = "client";
-	util_fmt(v[k].node, sizeof(v[k].node), "-");
-	v[k].alg = c->client_key.alg;
-	pki_spec_client(c, &v[k++].spec);
-	for (i = 0; i < k; i++) {
-		v[i].old = -1;
-		want_base(&v[i]);
-	}
-	sr->w = v;
-	sr->n = k;
-	return 0;
-}
-
-static void
-wants_free(struct signed_run *sr)
-{
-	struct want *w;
-	int i;
-
-	for (i = 0; sr->w != NULL && i < sr->n; i++) {
-		w = &sr->w[i];
-		X509_free(w->act);
-		X509_free(w->cert);
-		EVP_PKEY_free(w->act_key);
-		EVP_PKEY_free(w->csr_key);
-		if (w->act_pem != NULL)
-			util_freezero(w->act_pem, w->act_len + 1);
-		if (w->csr_pem != NULL)
-			util_freezero(w->csr_pem, w->csr_len + 1);
-	}
-	free(sr->w);
-	sr->w = NULL;
-	pki_index_free(&sr->idx);
-	sk_X509_pop_free(sr->bundle, X509_free);
-	sr->bundle = NULL;
-}
-
-/* A private key file and its bytes (kept to be stored verbatim). */
-static int
-key_read(const char *path, EVP_PKEY **k, char **pem, size_t *len,
-    struct dbpki_err *e)
-{
-	int r;
-
-	if ((r = util_read_file(path, UTIL_MAX_INPUT,
-		 UTIL_RF_NOSYMLINK | UTIL_RF_PRIVATE, pem, len, e)) != 0)
-		return r;
-	if ((r = pki_key_from_pem(*pem, *len, NULL, path, k, e)) != 0) {
-		util_freezero(*pem, *len + 1);
-		*pem = NULL;
-	}
-	return r;
-}
-
-/* The active certificate and key of w, and the CSR key, when present.
- * A stored pair that cannot be read is left out (and judged missing). */
-static int
-want_load(struct signed_run *sr, struct want *w, struct dbpki_err *e)
-{
-	struct pki_entry *ent = pki_index_active(&sr->idx, w->kind, w->node);
-	struct dbpki_err ign;
-	char p[CFG_PATH];
-	struct stat st;
-
-	if (ent != NULL) {
-		w->old = ent - sr->idx.v;
-		err_clear(&ign);
-		if (pki_store_path(sr->c, p, "issued/%s.crt", ent->serial) !=
-			0 ||
-		    pki_cert_load_pem(p, &w->act, &ign) != 0 ||
-		    pki_store_path(sr->c, p, "keys/%s.key", ent->serial) != 0 ||
-		    key_read(p, &w->act_key, &w->act_pem, &w->act_len, &ign) !=
-			0) {
-			X509_free(w->act);
-			w->act = NULL;
-		}
-	}
-	if (pki_store_path(sr->c, p, "csr/%s.key", w->base) != 0)
-		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-	if (lstat(p, &st) == -1)
-		return 0;
-	return key_read(p, &w->csr_key, &w->csr_pem, &w->csr_len, e);
-}
-
-int
-pki_signed_check(const struct pki_spec *s, enum cfg_key_alg alg, X509 *x,
-    EVP_PKEY *key, STACK_OF(X509) * bundle, struct dbpki_err *e)
-{
-	int server = s->profile == PKI_PROFILE_SERVER, i, r;
-	uint32_t flags = X509_get_extension_flags(x);
-	enum cfg_key_alg have;
-	char cn[CFG_HOST], safe[80];
-
-	if (key != NULL && !pki_cert_key_matches(x, key))
-		return err_set(e, DBPKI_E_VERIFY,
-		    "it was made for another key than its CSR's");
-	if ((r = pki_verify(x, bundle,
-		 server ? PKI_PURPOSE_SERVER : PKI_PURPOSE_CLIENT, NULL, 0,
-		 e)) != 0)
-		return err_wrap(e, "it does not chain to the trusted CA");
-	if (flags & EXFLAG_CA)
-		return err_set(e, DBPKI_E_VERIFY,
-		    "it is a CA certificate (basicConstraints CA:TRUE), not a "
-		    "leaf");
-	if (!(flags & EXFLAG_XKUSAGE) ||
-	    !(X509_get_extended_key_usage(x) &
-		(server ? XKU_SSL_SERVER : XKU_SSL_CLIENT)))
-		return err_set(e, DBPKI_E_VERIFY,
-		    "its extendedKeyUsage lacks %s; have it signed with a "
-		    "profile that sets it",
-		    server ? "serverAuth" : "clientAuth");
-	if (pki_key_alg(X509_get0_pubkey(x), &have) != 0 || have != alg)
-		return err_set(e, DBPKI_E_VERIFY,
-		    "its key is not the inventory's %s", cfg_key_name(alg));
-	if (pki_cert_cn(x, cn, sizeof(cn)) != 0 || strcmp(cn, s->cn) != 0) {
-		log_sanitize(safe, sizeof(safe), cn, strlen(cn), 0);
-		return err_set(e, DBPKI_E_VERIFY,
-		    "its CN is '%s', the inventory needs '%s'", safe, s->cn);
-	}
-	for (i = 0; i < s->n_san; i++)
-		if (!pki_cert_covers(x, s->san[i]))
-			return err_set(e, DBPKI_E_VERIFY,
-			    "its SANs do not cover %s (every name and address "
-			    "clients use must be in them)",
-			    s->san[i]);
-	return 0;
-}
-
-static const char *
-want_label(const struct want *w, char out[CFG_NAME + 16])
-{
-	if (strcmp(w->kind, "client") == 0)
-		util_fmt(out, CFG_NAME + 16, "the client certificate");
-	else if (strcmp(w->node, "*") == 0)
-		util_fmt(out, CFG_NAME + 16, "the shared server certificate");
-	else
-		util_fmt(out, CFG_NAME + 16, "server %s", w->node);
-	return out;
-}
-
-/* Which need x is for, by its public key: a CSR key, or the key of the
- * active certificate (the CA signed the same key again).  *dup is set
- * when x is exactly the active certificate. */
-static struct want *
-want_for(struct signed_run *sr, X509 *x, int *dup)
-{
-	EVP_PKEY *pub = X509_get0_pubkey(x);
-	struct want *w;
-	int i;
-
-	*dup = 0;
-	for (i = 0; pub != NULL && i < sr->n; i++) {
-		w = &sr->w[i];
-		if (w->csr_key != NULL && EVP_PKEY_eq(pub, w->csr_key) == 1) {
-			w->kpem = w->csr_pem;
-			w->klen = w->csr_len;
-			return w;
-		}
-		if (w->act != NULL && EVP_PKEY_eq(pub, w->act_key) == 1) {
-			*dup = X509_cmp(x, w->act) == 0;
-			w->kpem = w->act_pem;
-			w->klen = w->act_len;
-			return w;
-		}
-	}
-	ERR_clear_error();
-	return NULL;
-}
-
-/* One certificate file of DIR: parse, match to a need, check. */
-static int
-take_file(struct signed_run *sr, const char *path, struct dbpki_err *e)
-{
-	char sp[SHOW_PATH + 8], lbl[CFG_NAME + 16], *buf = NULL;
-	struct want *w;
-	size_t len = 0;
-	X509 *x = NULL;
-	int r, dup;
-
-	show(path, sp);
-	if ((r = util_read_file(
-		 path, UTIL_MAX_INPUT, UTIL_RF_NOSYMLINK, &buf, &len, e)) != 0)
-		return r;
-	r = pki_cert_from_pem(buf, len, sp, &x, e);
-	free(buf);
-	if (r != 0)
-		return refuse(e, DBPKI_E_CONFIG, sp, "PEM certificate",
-		    "it does not hold a PEM certificate");
-	if ((w = want_for(sr, x, &dup)) == NULL) {
-		X509_free(x);
-		return refuse(e, DBPKI_E_CONFIG, sp, "key",
-		    "its public key belongs to none of the keys in %s/csr/ "
-		    "nor to a stored certificate: it was not signed from a "
-		    "CSR of the last `dbpki csr -c INVENTORY`",
-		    sr->c->state_dir);
-	}
-	want_label(w, lbl);
-	if (dup) {
-		log_info("%s: already stored as %s; skipped", sp, lbl);
-		X509_free(x);
-		return 0;
-	}
-	if (w->cert != NULL) {
-		X509_free(x);
-		return refuse(e, DBPKI_E_CONFIG, sp, "one certificate each",
-		    "%s and this file are both for %s; keep one", w->file, lbl);
-	}
-	if ((r = pki_signed_check(&w->spec, w->alg, x, NULL, sr->bundle, e)) !=
-	    0) {
-		X509_free(x);
-		return err_wrap(e, "%s: refused: %s", sp, lbl);
-	}
-	w->cert = x;
-	util_fmt(w->file, sizeof(w->file), "%s", sp);
-	return 0;
-}
-
-static int
-cert_name(const struct dirent *d)
-{
-	size_t n = strlen(d->d_name);
-
-	return d->d_name[0] != '.' && n > 4 &&
-	       (strcmp(d->d_name + n - 4, ".crt") == 0 ||
-		   strcmp(d->d_name + n - 4, ".pem") == 0 ||
-		   strcmp(d->d_name + n - 4, ".cer") == 0);
-}
-
-/* Every *.crt, *.pem, *.cer of dir, in name order.  File names carry no
- * meaning: certificates are matched to their needs by public key. */
-static int
-take_dir(
-    struct signed_run *sr, const char *dir, int *found, struct dbpki_err *e)
-{
-	struct dirent **list = NULL;
-	char path[PATH_MAX], sp[SHOW_PATH + 8];
-	int i, n, r = 0;
-
-	*found = 0;
-	show(dir, sp);
-	if ((n = scandir(dir, &list, cert_name, alphasort)) == -1)
-		return err_sys(e, "--signed %s: cannot read the directory", sp);
-	for (i = 0; i < n; i++) {
-		if (r == 0 && util_fmt(path, sizeof(path), "%s/%s", dir,
-				  list[i]->d_name) != 0)
-			r = err_set(e, DBPKI_E_CONFIG, "%s: path too long", sp);
-		else if (r == 0)
-			r = take_file(sr, path, e);
-		free(list[i]);
-	}
-	free(list);
-	*found = n;
-	if (r == 0 && n == 0)
-		r = err_set(e, DBPKI_E_CONFIG,
-		    "--signed %s: no *.crt, *.pem or *.cer file in it; put "
-		    "the certificates the CA signed from %s/csr/*.csr there",
-		    sp, sr->c->state_dir);
-	return r;
-}
-
-/* Every need is met after the change: by a new certificate, or by the
- * active one, still good.  Otherwise nothing is stored. */
-static int
-check_complete(struct signed_run *sr, const char *dir, struct dbpki_err *e)
-{
-	char lbl[CFG_NAME + 16], sp[SHOW_PATH + 8];
-	struct dbpki_err why;
-	struct want *w;
-	int i;
-
-	show(dir, sp);
-	for (i = 0; i < sr->n; i++) {
-		w = &sr->w[i];
-		if (w->cert != NULL)
-			continue;
-		err_clear(&why);
-		if (w->act == NULL)
-			util_fmt(why.msg, sizeof(why.msg), "none is stored");
-		else if (pki_signed_check(&w->spec, w->alg, w->act, w->act_key,
-			     sr->bundle, &why) == 0)
-			continue;
-		return err_set(e, DBPKI_E_CONFIG,
-		    "--signed %s: no certificate for %s in it, and the store "
-		    "cannot keep its current one (%s); nothing stored. Sign "
-		    "%s/csr/%s.csr%s and put the result in %s",
-		    sp, want_label(w, lbl), why.msg, sr->c->state_dir, w->base,
-		    w->csr_key == NULL ? " (run: dbpki csr -c INVENTORY first)"
-				       : "",
-		    sp);
-	}
-	return 0;
-}
-
-/* A serial another certificate already holds in issued/ would be
- * overwritten: refuse (two CAs may hand out the same serial). */
-static int
-check_serials(struct signed_run *sr, struct dbpki_err *e)
-{
-	char serial[PKI_SERIAL_HEX], p[CFG_PATH];
-	struct stat st;
-	int i;
-
-	for (i = 0; i < sr->n; i++) {
-		if (sr->w[i].cert == NULL)
-			continue;
-		pki_cert_serial_hex(sr->w[i].cert, serial);
-		if (pki_store_path(sr->c, p, "issued/%s.crt", serial) != 0)
-			return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-		if (lstat(p, &st) == 0)
-			return refuse(e, DBPKI_E_CONFIG, sr->w[i].file,
-			    "new serial",
-			    "its serial %s is already in the store (%s); "
-			    "nothing stored",
-			    serial, p);
-	}
-	return 0;
-}
-
-/* Key first, then certificate: a certificate in issued/ always has its
- * key beside it (as `issue` does). */
-static int
-write_leaf(struct signed_run *sr, struct want *w, struct dbpki_err *e)
-{
-	char serial[PKI_SERIAL_HEX], p[CFG_PATH];
-	unsigned char *pem = NULL;
-	size_t len = 0;
-	int r;
-
-	pki_cert_serial_hex(w->cert, serial);
-	if (pki_store_path(sr->c, p, "keys/%s.key", serial) != 0)
-		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-	if ((r = util_write_atomic(p, w->kpem, w->klen, 0600, e)) != 0 ||
-	    (r = pki_cert_to_pem(w->cert, &pem, &len, e)) != 0)
-		return r;
-	if (pki_store_path(sr->c, p, "issued/%s.crt", serial) != 0)
-		r = err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-	else
-		r = util_write_atomic(p, pem, len, 0644, e);
-	free(pem);
-	return r;
-}
-
-static void
-unlink_quiet(const struct dbpki_cluster *c, const char *fmt, const char *a,
-    const char *b)
-{
-	char p[CFG_PATH];
-
-	if (pki_store_path(c, p, fmt, a, b) == 0 && unlink(p) == -1 &&
-	    errno != ENOENT)
-		log_warn("cannot remove %s: %s", p, strerror(errno));
-}
-
-/* Files, then the index (old entries superseded), then the keys nobody
- * needs any more: the superseded leaf's and the consumed CSR's. */
-static int
-signed_commit(struct signed_run *sr, struct dbpki_err *e)
-{
-	char lbl[CFG_NAME + 16], serial[PKI_SERIAL_HEX], when[32];
-	struct pki_entry ent;
-	struct want *w;
-	int i, r = 0;
-
-	for (i = 0; r == 0 && i < sr->n; i++)
-		if (sr->w[i].cert != NULL)
-			r = write_leaf(sr, &sr->w[i], e);
-	for (i = 0; r == 0 && i < sr->n; i++) {
-		w = &sr->w[i];
-		if (w->cert == NULL)
-			continue;
-		if (w->old >= 0)
-			sr->idx.v[w->old].status = PKI_SUPERSEDED;
-		pki_entry_fill(&ent, w->cert, w->kind, w->node);
-		r = pki_index_add(&sr->idx, &ent, e);
-	}
-	if (r == 0)
-		r = pki_index_save(sr->c, &sr->idx, e);
-	for (i = 0; r == 0 && i < sr->n; i++) {
-		w = &sr->w[i];
-		if (w->cert == NULL)
-			continue;
-		if (w->old >= 0)
-			unlink_quiet(sr->c, "keys/%s%s",
-			    sr->idx.v[w->old].serial, ".key");
-		if (w->kpem == w->csr_pem) {
-			unlink_quiet(sr->c, "csr/%s%s", w->base, ".key");
-			unlink_quiet(sr->c, "csr/%s%s", w->base, ".csr");
-		}
-		pki_cert_serial_hex(w->cert, serial);
-		util_iso8601(pki_cert_not_after(w->cert), when);
-		log_info("stored  %s from %s: serial %s until %s",
-		    want_label(w, lbl), w->file, serial, when);
-	}
-	return r;
-}
-
-static int
-signed_prepare(struct signed_run *sr, struct dbpki_err *e)
-{
-	int i, r;
-
-	if ((r = pki_trust_load(sr->c, &sr->bundle, e)) != 0 ||
-	    (r = pki_store_prepare(sr->c, e)) != 0 ||
-	    (r = pki_index_load(sr->c, &sr->idx, e)) != 0 ||
-	    (r = wants_plan(sr, e)) != 0)
-		return r;
-	for (i = 0; r == 0 && i < sr->n; i++)
-		r = want_load(sr, &sr->w[i], e);
-	return r;
-}
-
-int
-pki_issue_signed(
-    const struct dbpki_cluster *c, const char *dir, struct dbpki_err *e)
-{
-	struct signed_run sr;
-	int i, found = 0, fresh = 0, r;
-
-	memset(&sr, 0, sizeof(sr));
-	sr.c = c;
-	if ((r = signed_prepare(&sr, e)) != 0 ||
-	    (r = take_dir(&sr, dir, &found, e)) != 0 ||
-	    (r = check_complete(&sr, dir, e)) != 0 ||
-	    (r = check_serials(&sr, e)) != 0)
-		goto out;
-	for (i = 0; i < sr.n; i++)
-		fresh += sr.w[i].cert != NULL;
-	if (fresh == 0)
-		log_info("nothing new: every certificate in %s is already in "
-			 "the store",
-		    dir);
-	else if ((r = signed_commit(&sr, e)) == 0)
-		log_info(
-		    "%d certificate(s) stored, %d kept", fresh, sr.n - fresh);
-out:
-	wants_free(&sr);
-	return r;
-}
-
-/* ---- `issue` once a CA was imported ------------------------------------ */
-
-static void
-corporate_warn_expiry(const struct dbpki_cluster *c, const struct want *w)
-{
-	int64_t na = pki_cert_not_after(w->act);
-	char lbl[CFG_NAME + 16], when[32];
-
-	if (na - util_now() > c->renew_before)
-		return;
-	util_iso8601(na, when);
-	log_warn("%s expires on %s, within renew_before; dbca does not renew "
-		 "it: get %s/csr/%s.csr signed again (dbpki csr -c INVENTORY) "
-		 "and run: dbpki issue -c INVENTORY --signed DIR",
-	    want_label(w, lbl), when, c->state_dir, w->base);
-}
-
-int
-pki_issue_corporate(
-    const struct dbpki_cluster *c, int force, struct dbpki_err *e)
-{
-	char lbl[CFG_NAME + 16], when[32];
-	struct dbpki_err why, first;
-	struct signed_run sr;
-	int i, bad = 0, r;
-
-	memset(&sr, 0, sizeof(sr));
-	sr.c = c;
-	err_clear(&first);
-	if ((r = signed_prepare(&sr, e)) != 0)
-		goto out;
-	if (force)
-		log_warn("--force: the leaves are signed by the imported CA; "
-			 "dbca does not reissue them");
-	for (i = 0; i < sr.n; i++) {
-		struct want *w = &sr.w[i];
-
-		err_clear(&why);
-		if (w->act == NULL)
-			err_set(&why, DBPKI_E_CONFIG, "none is stored");
-		else if (pki_signed_check(&w->spec, w->alg, w->act, w->act_key,
-			     sr.bundle, &why) == 0) {
-			util_iso8601(pki_cert_not_after(w->act), when);
-			log_info("kept    %s, signed by the imported CA, until "
-				 "%s",
-			    want_label(w, lbl), when);
-			corporate_warn_expiry(c, w);
-			continue;
-		}
-		log_warn("cannot keep %s: %s", want_label(w, lbl), why.msg);
-		if (bad++ == 0) {
-			first = why;
-			err_wrap(&first, "%s", lbl);
-		}
-	}
-	if (bad > 0)
-		r = err_set(e, first.code,
-		    "%d certificate(s) cannot be kept (first: %s), and dbca "
-		    "signs no leaves since a CA was imported (%s/" TRUST_FILE
-		    "). Run: dbpki csr -c INVENTORY; have %s/csr/*.csr signed "
-		    "by that CA; then: dbpki issue -c INVENTORY --signed DIR",
-		    bad, first.msg, c->state_dir, c->state_dir);
-	else
-		log_info("0 certificate(s) issued, %d kept", sr.n);
-out:
-	wants_free(&sr);
 	return r;
 }
