@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* What parse_run_args() accepts besides the common options. */
+#define ARG_PLAYBOOK 1 /* plan: a positional PLAYBOOK */
+#define ARG_PRIMARY  2 /* rotate: --primary NAME */
+
 struct run_args {
 	const char *inventory;
 	const char *playbook; /* plan: the positional argument */
@@ -17,7 +21,7 @@ struct run_args {
 };
 
 static int
-parse_run_args(int argc, char **argv, const char *usage, int want_playbook,
+parse_run_args(int argc, char **argv, const char *usage, int flags,
     struct run_args *a)
 {
 	static const struct option opts[] = {
@@ -25,6 +29,7 @@ parse_run_args(int argc, char **argv, const char *usage, int want_playbook,
 	    {"json", no_argument, NULL, 'j'},
 	    {"force", no_argument, NULL, 'f'},
 	    {"skip-node", required_argument, NULL, 's'},
+	    {"primary", required_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -42,14 +47,21 @@ parse_run_args(int argc, char **argv, const char *usage, int want_playbook,
 				return EXIT_USAGE;
 			a->o.skip[a->o.n_skip++] = optarg;
 			break;
+		case 'p':
+			if (!(flags & ARG_PRIMARY)) {
+				fprintf(stderr, "%s", usage);
+				return EXIT_USAGE;
+			}
+			a->o.primary = optarg;
+			break;
 		case 'h': printf("%s", usage); return -1;
 		default: fprintf(stderr, "%s", usage); return EXIT_USAGE;
 		}
 	}
-	if (want_playbook && optind < argc)
+	if ((flags & ARG_PLAYBOOK) && optind < argc)
 		a->playbook = argv[optind++];
 	if (optind != argc || a->inventory == NULL ||
-	    (want_playbook && a->playbook == NULL)) {
+	    ((flags & ARG_PLAYBOOK) && a->playbook == NULL)) {
 		fprintf(stderr, "%s", usage);
 		return EXIT_USAGE;
 	}
@@ -61,14 +73,14 @@ parse_run_args(int argc, char **argv, const char *usage, int want_playbook,
  * Returns 0 to go on, or 1 when the command is over (--help, bad usage,
  * bad inventory) with its exit code in *exit_code. */
 static int
-prepare(int argc, char **argv, const char *usage, int want_playbook,
+prepare(int argc, char **argv, const char *usage, int flags,
     struct run_args *a, struct dbpki_cluster **cp, int *exit_code)
 {
 	struct dbpki_cluster *c;
 	int rc;
 
 	*cp = NULL;
-	if ((rc = parse_run_args(argc, argv, usage, want_playbook, a)) != 0) {
+	if ((rc = parse_run_args(argc, argv, usage, flags, a)) != 0) {
 		*exit_code = rc < 0 ? EXIT_DONE : rc;
 		return 1;
 	}
@@ -100,7 +112,7 @@ cli_plan(int argc, char **argv)
 	struct run_args a;
 	int rc;
 
-	if (prepare(argc, argv, usage, 1, &a, &c, &rc))
+	if (prepare(argc, argv, usage, ARG_PLAYBOOK, &a, &c, &rc))
 		return rc;
 	err_clear(&e);
 	rc = engine_plan(c, a.playbook, stdout, &e) == 0 ? EXIT_DONE
@@ -148,15 +160,34 @@ int
 cli_rotate(int argc, char **argv)
 {
 	static const char usage[] =
-	    "usage: dbpki rotate -c INVENTORY [--json] [--skip-node NAME]...\n"
-	    "  Emergency: the certificates expired.  Issue new ones from dbca\n"
-	    "  and run playbooks/rotate.ini: the primary keeps its data "
-	    "(restart,\n"
+	    "usage: dbpki rotate -c INVENTORY [--primary NAME] [--json]\n"
+	    "                    [--skip-node NAME]...\n"
+	    "  Emergency: the certificates expired.  First asks every database\n"
+	    "  node over SSH whether it is the primary (no certificate "
+	    "trusted)\n"
+	    "  and refuses, changing nothing, unless exactly one is, where the\n"
+	    "  inventory says.  --primary NAME: this database node is the\n"
+	    "  primary for this run, whatever the inventory says; other nodes\n"
+	    "  claiming primary are re-cloned from it.  Then new certificates\n"
+	    "  (a new dbca if there is none or it expired) and\n"
+	    "  playbooks/rotate.ini: the primary keeps its data (one restart,\n"
 	    "  never initdb), replicas catch up or are re-cloned with the old\n"
 	    "  data directory moved aside, clients get the new files; "
-	    "verify.\n";
+	    "verify.\n"
+	    "  See docs/rotate.md.\n";
+	struct dbpki_cluster *c;
+	struct dbpki_err e;
+	struct run_args a;
+	int rc;
 
-	return run_playbook(argc, argv, "rotate", usage, 0);
+	if (prepare(argc, argv, usage, ARG_PRIMARY, &a, &c, &rc))
+		return rc;
+	err_clear(&e);
+	rc = engine_rotate(c, &a.o, &e);
+	if (rc == 0)
+		log_info("%s: rotate done", c->name);
+	free(c);
+	return rc == 0 ? EXIT_DONE : cli_fail(&e);
 }
 
 int

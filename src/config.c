@@ -91,6 +91,8 @@ static const struct field fields[] = {
     SEC("ca", "validity", F_DURATION, ca_validity, DAY, 100 * 365 * DAY, NULL),
     SEC("ca", "passphrase_file", F_PATH, ca_passphrase_file, 0, 0, NULL),
     SEC("ca", "passphrase_env", F_ENVNAME, ca_passphrase_env, 0, 0, NULL),
+    SEC("ca", "crl_validity", F_DURATION, ca_crl_validity, DAY, 3650 * DAY,
+	NULL),
     SEC("server", "key", F_KEY, server_key, 0, 0, NULL),
     SEC("server", "validity", F_DURATION, server_validity, DAY, 3650 * DAY,
 	NULL),
@@ -625,6 +627,9 @@ set_defaults(struct dbpki_cluster *c)
 	c->parallel = 16;
 	c->ca_key.alg = KEY_EC_P256;
 	c->ca_validity = 3650 * DAY;
+	/* Longer than renew_before and check's warning (30d), so a CRL that
+	 * renew refreshes in time never alarms (docs/revocation.md). */
+	c->ca_crl_validity = 90 * DAY;
 	c->server_key.alg = KEY_EC_P256;
 	c->server_validity = 397 * DAY;
 	c->server_mode = SERVER_PER_NODE;

@@ -51,6 +51,9 @@ engine_report_node(struct engine_run *r, const struct engine_node *en,
 		printf(",\"result\":\"%s\",\"ms\":%s,\"exit\":%s,\"error\":",
 		    res_name(res->state), ms, code);
 		log_json_string(stdout, res->error);
+		if (res->has_downtime)
+			printf(",\"downtime_ms\":%lld",
+			    (long long)res->downtime_ms);
 		printf("}\n");
 		fflush(stdout);
 	} else {
@@ -299,14 +302,49 @@ run_steps(struct engine_run *r, struct dbpki_err *e)
 
 /* ---- summary ------------------------------------------------------------ */
 
+/* How long a database was unavailable, as its node script measured it
+ * (rotate's restart of the primary): the figure on-call cares about. */
+static void
+report_downtime(const struct engine_run *r)
+{
+	int i, k;
+
+	for (i = 0; i < r->n; i++)
+		for (k = 0; k < r->pb->n_steps; k++) {
+			const struct engine_result *res = &r->nodes[i].res[k];
+
+			if (!res->has_downtime)
+				continue;
+			if (r->o->json) {
+				printf("{\"event\":\"downtime\",\"node\":");
+				log_json_string(stdout, r->nodes[i].n->name);
+				printf(",\"step\":");
+				log_json_string(stdout, r->pb->steps[k].name);
+				printf(",\"ms\":%lld}\n",
+				    (long long)res->downtime_ms);
+				fflush(stdout);
+			} else
+				fprintf(stderr,
+				    "downtime: %s (%s) was unavailable for "
+				    "%lld ms (PostgreSQL restart in step "
+				    "%s)\n",
+				    r->nodes[i].n->name,
+				    cfg_role_name(r->nodes[i].n->role),
+				    (long long)res->downtime_ms,
+				    r->pb->steps[k].name);
+		}
+}
+
 static void
 summary(const struct engine_run *r)
 {
 	char cell[64];
 	int i, k;
 
-	if (r->o->json)
+	if (r->o->json) {
+		report_downtime(r);
 		return;
+	}
 	fprintf(stderr, "\n%-12s %-8s", "node", "role");
 	for (k = 0; k < r->pb->n_steps; k++)
 		if (r->pb->steps[k].verify == PB_VERIFY_NONE)
@@ -341,6 +379,7 @@ summary(const struct engine_run *r)
 			    "note: node %s was skipped on request "
 			    "(--skip-node); it has not been changed\n",
 			    r->nodes[i].n->name);
+	report_downtime(r);
 }
 
 /* ---- the run ------------------------------------------------------------ */
@@ -497,7 +536,7 @@ run_locked(const struct dbpki_cluster *c, const char *name,
 {
 	struct engine_run *r;
 	struct playbook *pb;
-	struct engine_lock lock;
+	struct engine_lock lock = {.fd = -1};
 	int rc;
 
 	r = calloc(1, sizeof(*r));
@@ -510,7 +549,9 @@ run_locked(const struct dbpki_cluster *c, const char *name,
 	if ((rc = pb_load_named(name, pb, e)) != 0 ||
 	    (rc = run_init(r, c, pb, o, e)) != 0)
 		goto out;
-	if ((rc = engine_lock_take(c->state_dir, name, &lock, e)) != 0)
+	/* renew decides under the lock whether anything is due at all. */
+	if (!o->lock_held &&
+	    (rc = engine_lock_take(c->state_dir, name, &lock, e)) != 0)
 		goto out;
 	if (issue && ((rc = ensure_ca(c, create_ca, e)) != 0 ||
 			 (rc = pki_issue_all(c, 0, e)) != 0)) {

@@ -86,6 +86,8 @@ ship_release(struct engine_run *r, struct engine_node *en, struct dbpki_err *e)
 	char dir[CFG_PATH * 2], path[CFG_PATH * 2 + 32];
 	int i, rc;
 
+	if (r->c->platform == PLATFORM_CMS) /* a console's file area */
+		return engine_cms_ship(r, en, e);
 	snprintf(dir, sizeof(dir), "%s/releases/%s", en->n->pg.cert_dir,
 	    r->release_id);
 	if ((rc = ssh_mkdir(en->conn, dir, 0700, e)) != 0)
@@ -184,6 +186,33 @@ output_note(const char *tail, const char *node, char *out, size_t outsz)
 	snprintf(out, outsz, "%s", last);
 }
 
+/* The "DBPKI-DOWNTIME-MS <n>" line of the output, if any (the last one
+ * wins), into res. */
+static void
+output_downtime(const struct ssh_result *sr, struct engine_result *res)
+{
+	static const char mark[] = "DBPKI-DOWNTIME-MS ";
+	const char *s = sr->out, *nl;
+	char num[24];
+	long long v;
+	size_t len;
+
+	for (; s != NULL && *s != '\0'; s = nl ? nl + 1 : NULL) {
+		nl = strchr(s, '\n');
+		len = nl ? (size_t)(nl - s) : strlen(s);
+		if (len <= sizeof(mark) - 1 ||
+		    len - (sizeof(mark) - 1) >= sizeof(num) ||
+		    strncmp(s, mark, sizeof(mark) - 1) != 0)
+			continue;
+		memcpy(num, s + sizeof(mark) - 1, len - (sizeof(mark) - 1));
+		num[len - (sizeof(mark) - 1)] = '\0';
+		if (util_parse_int(num, 0, INT64_MAX / 2, &v) == 0) {
+			res->has_downtime = 1;
+			res->downtime_ms = v;
+		}
+	}
+}
+
 static int
 run_action(struct engine_run *r, struct engine_node *en, const char *action,
     struct engine_result *res, struct dbpki_err *e)
@@ -192,6 +221,8 @@ run_action(struct engine_run *r, struct engine_node *en, const char *action,
 	char *script = NULL;
 	int rc;
 
+	if (r->c->platform == PLATFORM_CMS) /* console commands, not sh */
+		return engine_cms_run(r, en, action, res, e);
 	if ((rc = engine_render_script(r, en->n, action, &script, e)) != 0)
 		goto out;
 	rc = ssh_exec_script(
@@ -199,6 +230,7 @@ run_action(struct engine_run *r, struct engine_node *en, const char *action,
 	res->exit_status = sr.exit_status;
 	output_tail(&sr, res->tail, sizeof(res->tail));
 	output_note(res->tail, en->n->name, res->note, sizeof(res->note));
+	output_downtime(&sr, res);
 	if (rc == 0 && !ssh_result_ok(&sr, ENGINE_SENTINEL)) {
 		if (sr.signal != NULL)
 			rc = err_set(e, DBPKI_E_REMOTE,

@@ -29,6 +29,10 @@ print_files(FILE *out, const struct engine_run *r, const struct cfg_node *n)
 	struct dbpki_err e;
 	int i;
 
+	if (r->c->platform == PLATFORM_CMS) {
+		engine_cms_plan_files(out, r, n);
+		return;
+	}
 	memset(&rel, 0, sizeof(rel));
 	err_clear(&e);
 	if (pki_release_build(r->c, n, &rel, &e) != 0) {
@@ -53,6 +57,8 @@ print_script(FILE *out, const struct engine_run *r, const struct cfg_node *n,
 	char *script = NULL;
 	int rc;
 
+	if (r->c->platform == PLATFORM_CMS)
+		return engine_cms_plan_script(out, r, n, action, e);
 	if ((rc = engine_render_script(r, n, action, &script, e)) == 0) {
 		fprintf(out,
 		    "      script (common.sh + %s.sh, sent to sh -s):\n",

@@ -29,6 +29,9 @@
 #pragma weak cli_renew
 #pragma weak cli_status
 #pragma weak cli_check
+#pragma weak cli_list
+#pragma weak cli_revoke
+#pragma weak cli_issue_client
 
 struct command {
 	const char *name;
@@ -51,6 +54,10 @@ static const struct command commands[] = {
     {"renew", cli_renew, "renew what expires soon, without downtime"},
     {"status", cli_status, "per node: role, served certificate, replication"},
     {"check", cli_check, "monitoring plugin (Nagios exit codes)"},
+    {"list", cli_list, "every certificate ever issued, with filters"},
+    {"revoke", cli_revoke, "revoke a certificate, ship the CRL, reload"},
+    {"issue-client", cli_issue_client,
+	"client certificate + pg_service.conf for an application role"},
 };
 
 static void

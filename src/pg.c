@@ -1,6 +1,7 @@
 /* pg: libpq verification of PostgreSQL nodes (see include/dbpki/pg.h). */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -637,5 +638,144 @@ pg_wait_streaming(const struct pg_target *primary, const char *const *names,
 	r = pg_wait_report(primary, names, n, timeout_s, rows, nrows, &last, e);
 out:
 	free(rows);
+	return r;
+}
+
+/* ---- reading a served certificate without trusting it ----------------- */
+
+static int
+pg_peek_check(const struct pg_target *t, struct dbpki_err *e)
+{
+	if (t == NULL || t->host == NULL ||
+	    (!util_valid_hostname(t->host) && !util_valid_ip(t->host)))
+		return err_set(e, DBPKI_E_CONFIG,
+		    "pg: target host is missing or not a valid host name or "
+		    "address");
+	if (t->hostaddr != NULL && !util_valid_ip(t->hostaddr))
+		return err_set(e, DBPKI_E_CONFIG,
+		    "pg: %.253s: hostaddr is not an IP address", t->host);
+	if (t->port < 0 || t->port > 65535 || t->connect_timeout_s < 0)
+		return err_set(e, DBPKI_E_CONFIG,
+		    "pg: %.253s: port or connect timeout out of range",
+		    t->host);
+	return 0;
+}
+
+/* The peer certificate once the TLS handshake has finished, else NULL. */
+static X509 *
+pg_peek_grab(PGconn *conn)
+{
+	SSL *ssl = PQsslStruct(conn, "OpenSSL");
+
+	if (ssl == NULL || !SSL_is_init_finished(ssl))
+		return NULL;
+	return SSL_get1_peer_certificate(ssl);
+}
+
+/* Wait until the connection's socket is ready in the direction libpq
+ * asked for.  1 ready, 0 deadline passed, -1 error (errno set). */
+static int
+pg_peek_wait(PGconn *conn, PostgresPollingStatusType st, int64_t deadline)
+{
+	struct pollfd pfd;
+	int64_t left;
+	int r;
+
+	/* libpq may open a new socket between polls: ask every time. */
+	if ((pfd.fd = PQsocket(conn)) < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	pfd.events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
+	pfd.revents = 0;
+	do {
+		if ((left = deadline - util_mono_ms()) <= 0)
+			return 0;
+		r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+	} while (r == -1 && errno == EINTR);
+	return r > 0 ? 1 : r;
+}
+
+static PGconn *
+pg_peek_start(const struct pg_target *t, const char *port)
+{
+	const char *kw[16], *val[16];
+	int i = 0;
+
+#define KV(k, v)                                                               \
+	do {                                                                   \
+		kw[i] = (k);                                                   \
+		val[i] = (v);                                                  \
+		i++;                                                           \
+	} while (0)
+	KV("host", t->host);
+	if (t->hostaddr != NULL)
+		KV("hostaddr", t->hostaddr);
+	KV("port", port);
+	KV("dbname", "postgres");
+	KV("user", t->user != NULL ? t->user : "postgres");
+	/* require + no root certificate: encrypted, nothing verified. */
+	KV("sslmode", "require");
+	KV("gssencmode", "disable");
+	KV("sslrootcert", PG_NOFILE);
+	KV("sslcert", PG_NOFILE);
+	KV("sslkey", PG_NOFILE);
+	KV("sslcrl", PG_NOFILE);
+	KV("passfile", PG_NOFILE);
+	KV("application_name", "dbpki-peek");
+	KV(NULL, NULL);
+#undef KV
+	return PQconnectStartParams(kw, val, 0);
+}
+
+int
+pg_peek_cert(
+    const struct pg_target *t, struct x509_st **cert, struct dbpki_err *e)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	char port[8], where[PG_WHERE];
+	int64_t deadline;
+	PGconn *conn;
+	X509 *x = NULL;
+	int r, timeout;
+
+	*cert = NULL;
+	if ((r = pg_peek_check(t, e)) != 0)
+		return r;
+	pg_where(t, where, sizeof(where));
+	(void)util_fmt(port, sizeof(port), "%d", t->port != 0 ? t->port : 5432);
+	timeout = t->connect_timeout_s != 0 ? t->connect_timeout_s : 10;
+	deadline = util_mono_ms() + 1000 * (int64_t)timeout;
+	if ((conn = pg_peek_start(t, port)) == NULL ||
+	    PQstatus(conn) == CONNECTION_BAD) {
+		r = pg_conn_error(conn, where, "cannot connect", e);
+		goto out;
+	}
+	/* Stop as soon as the handshake is done: the certificate is all we
+	 * want, and closing before the startup packet keeps the server from
+	 * logging a failed login. */
+	while ((x = pg_peek_grab(conn)) == NULL) {
+		if (st == PGRES_POLLING_FAILED || st == PGRES_POLLING_OK) {
+			r = pg_conn_error(conn, where,
+			    "cannot read the served certificate", e);
+			goto out;
+		}
+		if ((r = pg_peek_wait(conn, st, deadline)) != 1) {
+			r = r == 0 ? err_set(e, DBPKI_E_TIMEOUT,
+					 "%s: no TLS handshake within %ds "
+					 "(hint: the node did not answer in "
+					 "time: firewall, wrong address, or a "
+					 "hung server)",
+					 where, timeout)
+				   : err_sys(e, "%s: waiting for the server",
+					 where);
+			goto out;
+		}
+		st = PQconnectPoll(conn);
+	}
+	*cert = x;
+	r = 0;
+out:
+	PQfinish(conn);
 	return r;
 }

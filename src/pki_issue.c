@@ -491,6 +491,9 @@ pki_issue_all(const struct dbpki_cluster *c, int force, struct dbpki_err *e)
 		for (i = 0; i < n; i++)
 			report(&a.jobs[i]);
 		log_info("%d certificate(s) issued, %d kept", nt, n - nt);
+		/* Whatever ships these ships the CRL too: keep it fresh and
+		 * signed by this CA (rotate may have made a new one). */
+		r = pki_crl_refresh(c, NULL, e);
 	} else {
 		discard(&a, nt);
 		err_wrap(e, "nothing was issued: the store in %s is as it was",

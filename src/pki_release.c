@@ -3,8 +3,10 @@
 #include "dbpki/pki.h"
 #include "dbpki/util.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/sha.h>
@@ -64,6 +66,26 @@ add_pair(const struct dbpki_cluster *c, struct pki_index *idx,
 	return add_file(rel, name, p, 0600, "", e);
 }
 
+/* dbca's CRL, for database nodes once the store has one: PostgreSQL
+ * reads it through ssl_crl_file (docs/revocation.md).  Shipped with every
+ * release, so bootstrap, renew and rotate carry it too. */
+static int
+add_crl(const struct dbpki_cluster *c, const struct cfg_node *n,
+    struct pki_release *rel, struct dbpki_err *e)
+{
+	char p[CFG_PATH];
+	struct stat st;
+
+	if (!cfg_is_database(n) || c->platform != PLATFORM_POSTGRES ||
+	    pki_trust_imported(c))
+		return 0;
+	if (pki_store_path(c, p, "crl/dbca.crl") != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if (lstat(p, &st) != 0)
+		return errno == ENOENT ? 0 : err_sys(e, "%s", p);
+	return add_file(rel, "crl.pem", p, 0644, "", e);
+}
+
 int
 pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
     struct pki_release *rel, struct dbpki_err *e)
@@ -84,7 +106,8 @@ pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
 	    (r = add_pair(c, &idx, n, "server",
 		 c->server_mode == SERVER_SHARED ? "*" : n->name, rel, e)) != 0)
 		goto out;
-	r = add_pair(c, &idx, n, "client", "-", rel, e);
+	if ((r = add_pair(c, &idx, n, "client", "-", rel, e)) == 0)
+		r = add_crl(c, n, rel, e);
 out:
 	pki_index_free(&idx);
 	if (r != 0)
@@ -166,6 +189,33 @@ out:
 	return r != 0 ? DBPKI_E_VERIFY : 0;
 }
 
+/* An expired or foreign CRL would make PostgreSQL refuse every client
+ * certificate, replication included: never ship one. */
+static int
+check_crl(const struct dbpki_cluster *c, const struct cfg_node *n,
+    const struct pki_release *rel, STACK_OF(X509) * bundle, struct dbpki_err *e)
+{
+	const struct pki_file *f = pki_release_file(rel, "crl.pem");
+	char why[256];
+	X509_CRL *crl = NULL;
+	int r;
+
+	if (f == NULL)
+		return 0;
+	if ((r = pki_crl_from_pem(f->data, f->len, "crl.pem", &crl, e)) == 0)
+		r = pki_crl_check(crl,
+		    sk_X509_value(bundle, sk_X509_num(bundle) - 1), util_now(),
+		    e);
+	X509_CRL_free(crl);
+	if (r == 0)
+		return 0;
+	util_fmt(why, sizeof(why), "%s", e->msg);
+	return err_set(e, DBPKI_E_VERIFY,
+	    "node %s: crl.pem (%s/crl/dbca.crl): "
+	    "%s; rebuild and ship it: dbpki revoke -c %s --crl-only",
+	    n->name, c->state_dir, why, c->path[0] ? c->path : "FILE");
+}
+
 int
 pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
     const struct pki_release *rel, struct dbpki_err *e)
@@ -200,7 +250,8 @@ pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
 		X509_free(leaf);
 		leaf = NULL;
 	}
-	r = check_pair(n, rel, "client", bundle, &leaf, e);
+	if ((r = check_pair(n, rel, "client", bundle, &leaf, e)) == 0)
+		r = check_crl(c, n, rel, bundle, e);
 out:
 	X509_free(leaf);
 	sk_X509_pop_free(bundle, X509_free);

@@ -41,5 +41,8 @@ int cli_rotate(int argc, char **argv);
 int cli_renew(int argc, char **argv);
 int cli_status(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_list(int argc, char **argv);         /* cli_certs.c */
+int cli_revoke(int argc, char **argv);       /* cli_certs.c */
+int cli_issue_client(int argc, char **argv); /* cli_certs.c */
 
 #endif

@@ -79,6 +79,7 @@ struct dbpki_cluster {
 	int64_t ca_validity;               /* seconds */
 	char ca_passphrase_file[CFG_PATH]; /* optional */
 	char ca_passphrase_env[CFG_NAME];  /* optional: name of an env var */
+	int64_t ca_crl_validity; /* CRL nextUpdate - thisUpdate, seconds */
 
 	/* [server] */
 	struct cfg_keyspec server_key;

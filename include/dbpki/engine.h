@@ -66,6 +66,8 @@ struct engine_opts {
 	int force;                       /* renew --force */
 	const char *skip[CFG_MAX_NODES]; /* --skip-node NAME (deliberate) */
 	int n_skip;
+	int lock_held; /* the caller holds state_dir/lock (renew) */
+	const char *primary; /* rotate --primary NAME: overrides the inventory */
 };
 
 /* Print every step of playbook `name`, the nodes it touches, the files
@@ -85,11 +87,91 @@ int engine_run(const struct dbpki_cluster *c, const char *name,
 int engine_issue_and_run(const struct dbpki_cluster *c, const char *name,
     int create_ca, const struct engine_opts *o, struct dbpki_err *e);
 
+/* The emergency rotation (engine_rotate.c, docs/rotate.md): under the
+ * lock, ask every database node over SSH what it is and refuse
+ * (DBPKI_E_CONFIG, nothing changed) unless exactly one primary is found
+ * where the inventory, or o->primary, says; a new dbca when the store has
+ * none or its dbca expired (the old one archived); new certificates for
+ * everything; then playbooks/rotate.ini.  o->primary (a database node,
+ * else DBPKI_E_USAGE) makes that node the primary in c for this run: c is
+ * changed in memory, the inventory file is not. */
+int engine_rotate(struct dbpki_cluster *c, const struct engine_opts *o,
+    struct dbpki_err *e);
+
 /* Per node: SSH reachable, role seen through libpq, served certificate
  * (serial, days left), TLS, and replication state and lag.  Text or one
  * JSON object on out.  DBPKI_E_VERIFY when any node needs attention (down,
  * wrong role, expiring within renew_before, replica not streaming). */
 int engine_status(
     const struct dbpki_cluster *c, int json, FILE *out, struct dbpki_err *e);
+
+/* ---- renew and check (engine_renew.c, engine_check.c) ------------------ */
+
+/* Scheduled renewal (docs/renew.md).  Under the lock, read every
+ * certificate the store holds and every database node serves (also an
+ * expired or untrusted one).  When nothing expires within renew_before,
+ * every node serves the store's current certificate and o->force is not
+ * set: print one line naming the earliest expiry on out and change nothing
+ * anywhere (no journal, no release, no write to the store).  Otherwise
+ * reissue (every leaf when something is due or forced; nothing but what
+ * the store itself judges due when a node merely serves another
+ * certificate than the store's), run playbooks/renew.ini (stage, switch,
+ * pg_reload_conf, verify; rollback on failure) and print what each node
+ * serves afterwards.  After a failure the message also says what every
+ * node serves now, read again through libpq. */
+int engine_renew(const struct dbpki_cluster *c, const struct engine_opts *o,
+    FILE *out, struct dbpki_err *e);
+
+/* Nagios/Icinga plugin statuses, which are also check's exit codes. */
+enum check_status {
+	CHECK_OK = 0,
+	CHECK_WARNING = 1,
+	CHECK_CRITICAL = 2,
+	CHECK_UNKNOWN = 3,
+};
+
+struct check_opts {
+	int64_t warn, crit;     /* seconds; crit <= warn */
+	int json;               /* one JSON object instead of the status line */
+	const char *prometheus; /* node_exporter textfile to write, or NULL */
+};
+
+/* Monitoring (docs/monitoring.md): the store's CA and leaves and what each
+ * database node serves, judged against warn/crit.  Writes exactly one
+ * status line with perfdata (or one JSON object) on out and, when asked,
+ * the textfile (atomically, mode 0644).  Reads only: no lock, no write to
+ * the store, no login on any node.  Never fails: trouble is a status. */
+enum check_status engine_check(
+    const struct dbpki_cluster *c, const struct check_opts *o, FILE *out);
+
+/* check could not start (bad arguments, unreadable inventory): UNKNOWN
+ * with `why`, in the same formats; the textfile says the check failed.
+ * cluster may be NULL when the inventory could not be read. */
+enum check_status engine_check_unknown(const struct check_opts *o,
+    const char *cluster, const char *why, FILE *out);
+
+/* ---- revocation and application certificates (engine_certs.c) ---------- */
+
+struct pki_revoke_req;
+struct pki_entry;
+
+/* `revoke` (docs/revocation.md), postgres only.  Under the lock: check the
+ * CA key opens, mark req's certificate revoked (pki_revoke; nothing with
+ * crl_only), issue a replacement when it was the active dbclient or a
+ * node's active server certificate (revoking it bare would cut off the
+ * replicas or the node's clients), rebuild the CRL and run
+ * playbooks/crl.ini: every node gets a release that carries the CRL,
+ * database nodes set ssl_crl_file and reload (no restart), verify; any
+ * failure rolls every node back.  The store keeps the revocation even when
+ * shipping fails: the message says to rerun with crl_only. */
+int engine_revoke(const struct dbpki_cluster *c,
+    const struct pki_revoke_req *req, int crl_only, const struct engine_opts *o,
+    struct dbpki_err *e);
+
+/* `issue-client`: pki_issue_app under the lock.  prev: PKI_SERIAL_HEX
+ * bytes. */
+int engine_issue_app(const struct dbpki_cluster *c, const char *role,
+    const char *dir, const char *dbname, struct pki_entry *ent, char *prev,
+    struct dbpki_err *e);
 
 #endif

@@ -25,6 +25,10 @@ struct engine_result {
 	char error[512];
 	char tail[1024]; /* last lines of the node's output, sanitised */
 	char note[160];  /* its last line before the sentinel, for progress */
+	/* A script that takes the database down says for how long with a
+	 * line "DBPKI-DOWNTIME-MS <n>" (common.sh configure_primary). */
+	int has_downtime;
+	int64_t downtime_ms;
 };
 
 struct engine_node {
@@ -82,5 +86,69 @@ void engine_pg_target(const struct dbpki_cluster *c, const struct cfg_node *n,
 /* Verification through libpq (engine_verify.c). */
 int engine_verify(
     struct engine_run *r, const struct pb_step *s, struct dbpki_err *e);
+
+/* ---- the cms platform (engine_cms.c; docs/cms.md) ----------------------- */
+
+/* The cms template slots: console file names of node n's release
+ * (ca_crt, server_key, server_crt, client_key, client_crt; "none" for the
+ * server files of a client core) and the snapshot name. */
+int engine_cms_vars(const struct engine_run *r, const struct cfg_node *n,
+    struct tpl_vars *v, struct dbpki_err *e);
+/* Upload the node's release into the console's file area (cert_dir). */
+int engine_cms_ship(
+    struct engine_run *r, struct engine_node *en, struct dbpki_err *e);
+/* Type the console commands of `action` and judge every reply; fills
+ * res->tail (the console transcript) and res->note. */
+int engine_cms_run(struct engine_run *r, struct engine_node *en,
+    const char *action, struct engine_result *res, struct dbpki_err *e);
+/* plan: the files a core receives and the commands it will be sent. */
+void engine_cms_plan_files(
+    FILE *out, const struct engine_run *r, const struct cfg_node *n);
+int engine_cms_plan_script(FILE *out, const struct engine_run *r,
+    const struct cfg_node *n, const char *action, struct dbpki_err *e);
+
+/* ---- survey of every certificate (engine_survey.c) --------------------- */
+
+enum survey_src { SURVEY_STORE, SURVEY_SERVED };
+
+/* One certificate: in the store (the CA chain, each leaf the inventory
+ * needs) or served by a database node. */
+struct survey_cert {
+	enum survey_src src;
+	const char *kind;         /* "ca", "server", "client" */
+	const struct cfg_node *n; /* served, or a per-node server leaf */
+	char label[CFG_NAME];     /* node name; "" CA/client; "shared" */
+	int ok;                   /* read; else error says why */
+	char error[400];
+	char serial[PKI_SERIAL_HEX];
+	int64_t not_after;
+	int renewable;       /* a leaf whose notAfter is not capped by the CA */
+	char untrusted[160]; /* served: why it does not verify, else "" */
+	char want[PKI_SERIAL_HEX]; /* served: the store's current serial */
+	int drift; /* served: not the store's current certificate */
+};
+
+struct survey {
+	int64_t now;
+	struct survey_cert v[2 * CFG_MAX_NODES + PKI_BUNDLE_MAX * 2 + 2];
+	int n;
+	int n_nodes_read; /* database nodes whose certificate was read */
+	int n_nodes;      /* database nodes asked */
+};
+
+/* Read the store (DBPKI_E_NOCA without a CA, other store errors are
+ * returned too) and, with pg_peek_cert on up to [cluster] parallel
+ * threads, the certificate each database node serves, except the nodes in
+ * skip.  A node that cannot be read is recorded (ok = 0), not returned.
+ * Reads only.  s is allocated by the caller (it is large). */
+int engine_survey(const struct dbpki_cluster *c, const char *const *skip,
+    int n_skip, struct survey *s, struct dbpki_err *e);
+
+/* "node2's server certificate", "the client certificate", ... */
+void engine_survey_describe(
+    const struct survey_cert *sc, char *out, size_t outsz);
+
+/* "30d", "12h", "90m", "45s": the largest unit that divides secs. */
+void engine_duration(int64_t secs, char *out, size_t outsz);
 
 #endif

@@ -106,4 +106,19 @@ int pg_replication(const struct pg_target *primary, struct pg_repl **rows,
 int pg_wait_streaming(const struct pg_target *primary, const char *const *names,
     int n, int timeout_s, struct dbpki_err *e);
 
+/* Read the certificate a node serves whatever it is: expired, from another
+ * CA, for another name.  The one exception to "always verify-full": this
+ * only reads, it never trusts or logs in.  libpq runs with sslmode=require
+ * and no root certificate (so it checks nothing) and no client
+ * certificate; the certificate is taken from the TLS session as soon as
+ * the handshake is done and the connection is closed before the startup
+ * packet is sent, so the server neither authenticates nor logs anything.
+ * Only t->host, hostaddr, port and connect_timeout_s are used (the whole
+ * wait, not per step).  *cert must be NULL on entry; on success the caller
+ * frees it with X509_free().  DBPKI_E_VERIFY when the node cannot be
+ * reached or serves no TLS, DBPKI_E_TIMEOUT past the deadline. */
+struct x509_st;
+int pg_peek_cert(
+    const struct pg_target *t, struct x509_st **cert, struct dbpki_err *e);
+
 #endif

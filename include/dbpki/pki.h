@@ -277,7 +277,8 @@ int pki_csr_all(const struct dbpki_cluster *c, struct dbpki_err *e);
 
 /* ---- releases (pki_release.c) ------------------------------------------ */
 
-#define PKI_RELEASE_MAX 5
+/* dbca.crt, server.crt/.key, client.crt/.key, crl.pem (docs/revocation.md) */
+#define PKI_RELEASE_MAX 6
 
 /* One file a node receives. */
 struct pki_file {
@@ -295,7 +296,8 @@ struct pki_release {
 };
 
 /* The files node n receives from the store: dbca.crt, server.crt,
- * server.key (database nodes only), client.crt, client.key.  rel must be
+ * server.key (database nodes only), client.crt, client.key, and crl.pem
+ * (postgres database nodes, once the store has a CRL).  rel must be
  * zeroed on entry; free with pki_release_free (which wipes the keys). */
 int pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
     struct pki_release *rel, struct dbpki_err *e);
@@ -306,8 +308,9 @@ const struct pki_file *pki_release_file(
     const struct pki_release *rel, const char *name);
 
 /* Pre-flight: each key matches its certificate, each certificate chains to
- * the release's dbca.crt with the right purpose and is valid now, and the
- * server certificate covers the node's host and address.  The error
+ * the release's dbca.crt with the right purpose and is valid now, the
+ * server certificate covers the node's host and address, and a crl.pem is
+ * dbca's and not expired.  The error
  * (DBPKI_E_VERIFY) names the node and the file. */
 int pki_release_check(const struct dbpki_cluster *c, const struct cfg_node *n,
     const struct pki_release *rel, struct dbpki_err *e);
@@ -412,5 +415,152 @@ int pki_issue_signed(
  * refuse (no dbca signing) when any cannot be kept. */
 int pki_issue_corporate(
     const struct dbpki_cluster *c, int force, struct dbpki_err *e);
+
+/* ---- revocation and the CRL (pki_crl.c, docs/revocation.md) -----------
+ *
+ * state_dir/crl/dbca.crl (PEM, 0644) is dbca's CRL: v2, with a CRL number
+ * and the authority key identifier, thisUpdate PKI_BACKDATE in the past,
+ * nextUpdate [ca] crl_validity ahead.  It lists every index entry with
+ * status `revoked` that dbca signed; state_dir/crl/revoked.tsv keeps when
+ * and why each was revoked.  A store without a CRL has never revoked
+ * anything: releases carry no crl.pem and nodes check nothing.  After
+ * `ca import` dbca neither signs leaves nor CRLs: revocation is refused. */
+
+/* The RFC 5280 CRLReason codes accepted for a leaf (cACompromise,
+ * certificateHold, removeFromCRL and aACompromise are not). */
+enum pki_crl_reason {
+	PKI_REASON_UNSPECIFIED = 0,
+	PKI_REASON_KEY_COMPROMISE = 1,
+	PKI_REASON_AFFILIATION_CHANGED = 3,
+	PKI_REASON_SUPERSEDED = 4,
+	PKI_REASON_CESSATION = 5,
+	PKI_REASON_PRIVILEGE_WITHDRAWN = 9,
+};
+
+/* "keyCompromise" -> PKI_REASON_KEY_COMPROMISE, ...; -1 when s is not an
+ * accepted name.  pki_crl_reason_name(): the RFC's name, "?" if unknown. */
+int pki_crl_reason_parse(const char *s);
+const char *pki_crl_reason_name(int reason);
+/* The accepted names, comma-separated, for messages and usage. */
+const char *pki_crl_reason_list(void);
+
+/* One revoked certificate as the CRL states it. */
+struct pki_revoked {
+	char serial[PKI_SERIAL_HEX];
+	int64_t when; /* revocationDate, seconds since the epoch */
+	int reason;   /* enum pki_crl_reason; unspecified = no extension */
+};
+
+/* Build a CRL signed by ca/key: v2, issuer = ca's subject, the entries of
+ * v (sorted by serial), CRL number `number`, authority key identifier =
+ * ca's subject key identifier, thisUpdate/nextUpdate as given.  Caller
+ * frees *out with X509_CRL_free. */
+int pki_crl_build(X509 *ca, EVP_PKEY *key, const struct pki_revoked *v,
+    size_t n, uint64_t number, int64_t this_update, int64_t next_update,
+    X509_CRL **out, struct dbpki_err *e);
+
+/* Is crl usable with ca at `now`: issuer name and signature are ca's,
+ * thisUpdate not after now + PKI_BACKDATE, nextUpdate present and after
+ * now.  DBPKI_E_VERIFY with the reason ("expired", ...) otherwise. */
+int pki_crl_check(X509_CRL *crl, X509 *ca, int64_t now, struct dbpki_err *e);
+
+/* PEM in and out (pki_crl_to_pem: *out is a heap buffer, caller frees). */
+int pki_crl_from_pem(const void *buf, size_t len, const char *what,
+    X509_CRL **out, struct dbpki_err *e);
+int pki_crl_to_pem(
+    X509_CRL *crl, unsigned char **out, size_t *len, struct dbpki_err *e);
+
+/* The CRL number (0 when absent) and nextUpdate (0 when absent). */
+uint64_t pki_crl_number(const X509_CRL *crl);
+int64_t pki_crl_next_update_of(const X509_CRL *crl);
+
+/* Read state_dir/crl/dbca.crl; DBPKI_E_SYS with errno ENOENT when the
+ * store has none.  Caller frees with X509_CRL_free. */
+int pki_crl_load(
+    const struct dbpki_cluster *c, X509_CRL **out, struct dbpki_err *e);
+
+/* When and why each revoked serial was revoked (state_dir/crl/
+ * revoked.tsv; missing = none).  *out is a heap array the caller frees. */
+int pki_revoked_load(const struct dbpki_cluster *c, struct pki_revoked **out,
+    size_t *n, struct dbpki_err *e);
+
+/* What to revoke: a serial, or the one active entry whose node and/or
+ * kind match (the columns of `dbpki list`). */
+struct pki_revoke_req {
+	const char *serial; /* hex, any case; NULL: select by node/kind */
+	const char *node;   /* NULL: any */
+	const char *kind;   /* NULL: any; "server", "client", "app", "signed" */
+	int reason;         /* enum pki_crl_reason */
+};
+
+struct pki_revoke_res {
+	struct pki_entry ent; /* the entry, as it is in the index now */
+	int already;          /* it was revoked before: nothing changed */
+	int was_active;       /* it was the active leaf of its kind and node */
+};
+
+/* Mark one certificate revoked in the index (details in revoked.tsv) and
+ * delete its private key from keys/.  Does not touch the CRL (see
+ * pki_crl_update).  DBPKI_E_USAGE, naming what to do, for an unknown
+ * serial, a selection that matches no or several active entries, the CA
+ * itself, and a store that trusts an imported CA; res->already for a
+ * serial that was revoked already (nothing is written). */
+int pki_revoke(const struct dbpki_cluster *c, const struct pki_revoke_req *req,
+    struct pki_revoke_res *res, struct dbpki_err *e);
+
+/* Rebuild state_dir/crl/dbca.crl from the store now (number = the
+ * previous CRL's + 1, or 1) and write it atomically; also the first,
+ * empty CRL.  Needs the CA key.  Logs one line. */
+int pki_crl_update(const struct dbpki_cluster *c, struct dbpki_err *e);
+
+/* For renew and check.  pki_crl_refresh: when the store has a CRL and it
+ * expires within min(renew_before, [ca] crl_validity / 2), or dbca did not
+ * sign it (a new CA after rotate), rebuild it (*refreshed = 1, when
+ * refreshed is not NULL): the new one still has to be shipped (engine_run
+ * of playbook "crl", or any release).  Nothing to do without a CRL or
+ * after `ca import`.  pki_crl_next_update: the stored CRL's nextUpdate
+ * into *t, 0 when the store has no CRL. */
+int pki_crl_refresh(
+    const struct dbpki_cluster *c, int *refreshed, struct dbpki_err *e);
+int pki_crl_next_update(
+    const struct dbpki_cluster *c, int64_t *t, struct dbpki_err *e);
+
+/* ISO 8601 UTC as util_iso8601 writes it ("2026-11-22T20:00:00Z") to
+ * seconds since the epoch; -1 if s is not in that form. */
+int pki_iso8601_parse(const char *s, int64_t *out);
+
+/* ---- the inventory of certificates (pki_list.c) ------------------------ */
+
+struct pki_list_filter {
+	int64_t expiring; /* > 0: only notAfter before now + expiring */
+	int status;       /* enum pki_status, or -1 for any */
+	const char *node; /* NULL: any */
+	const char *kind; /* NULL: any */
+};
+
+/* Every certificate of the index that passes f, oldest first: a table, or
+ * with json one JSON array with one object per line (serial, status,
+ * kind, node, subject, key, not_before, not_after, days_left, and
+ * revoked_at/reason for revoked ones).  *n_out: how many were printed. */
+int pki_list_print(const struct dbpki_cluster *c,
+    const struct pki_list_filter *f, int json, FILE *out, size_t *n_out,
+    struct dbpki_err *e);
+
+/* ---- application client certificates (pki_app.c) ----------------------- */
+
+/* A database role name dbpki issues for: [A-Za-z_][A-Za-z0-9_]*, at most
+ * 63 characters (a PostgreSQL identifier that needs no quoting). */
+int pki_valid_role(const char *s);
+
+/* `issue-client`: a client certificate with CN = role (kind "app", node =
+ * role in the index; an earlier active one becomes superseded), and the
+ * directory dir (absolute; must not exist; created 0700) holding
+ * dbca.crt, client.crt, client.key (0600) and pg_service.conf (service =
+ * role: the primary, dbname, user = role, verify-full, paths into dir).
+ * The role may not be the cluster's dbclient CN.  *ent: what was
+ * recorded; prev: the serial it superseded, or "". */
+int pki_issue_app(const struct dbpki_cluster *c, const char *role,
+    const char *dir, const char *dbname, struct pki_entry *ent,
+    char prev[PKI_SERIAL_HEX], struct dbpki_err *e);
 
 #endif

@@ -118,6 +118,31 @@ int ssh_result_ok(const struct ssh_result *r, const char *sentinel);
 /* Free what *r holds and zero it; NULL or a zeroed result is fine. */
 void ssh_result_free(struct ssh_result *r);
 
+/* --- interactive console (ssh_console.c), for nodes whose login is not a
+ * shell (the cms platform's MMP console) --- */
+
+struct ssh_console; /* opaque: one terminal session on a connection */
+
+/* Open a session with a terminal ("dumb", 200 columns) and a shell, within
+ * timeout_s seconds.  *out is NULL on entry, set only on success; release
+ * it with ssh_console_close(). */
+int ssh_console_open(struct ssh_conn *c, int64_t timeout_s,
+    struct ssh_console **out, struct dbpki_err *e);
+
+/* Type data[0..len) (all of it) before deadline_ms (util_mono_ms()). */
+int ssh_console_write(struct ssh_console *k, const char *data, size_t len,
+    int64_t deadline_ms, struct dbpki_err *e);
+
+/* Wait until some output arrives (up to bufsz bytes into buf, *n set) or
+ * the console ends the session (*eof set, *n 0).  DBPKI_E_TIMEOUT naming
+ * `what` when deadline_ms passes first (the connection is then unusable). */
+int ssh_console_read(struct ssh_console *k, char *buf, size_t bufsz, size_t *n,
+    int *eof, int64_t deadline_ms, const char *what, struct dbpki_err *e);
+
+/* Close the session (bounded grace period; if the node does not confirm,
+ * the connection is marked unusable) and free k.  NULL is fine. */
+void ssh_console_close(struct ssh_console *k);
+
 /* Node name, for messages. */
 const char *ssh_node_name(const struct ssh_conn *c);
 

@@ -82,6 +82,13 @@ write_pg_conf() {
 		echo "ssl_cert_file = '$CERT_DIR/current/server.crt'"
 		echo "ssl_key_file = '$CERT_DIR/current/server.key'"
 		echo "ssl_ca_file = '$CERT_DIR/current/dbca.crt'"
+		# dbca's CRL, once the release carries one (docs/revocation.md);
+		# otherwise none, whatever postgresql.conf said.
+		if [ -s "$CERT_DIR/current/crl.pem" ]; then
+			echo "ssl_crl_file = '$CERT_DIR/current/crl.pem'"
+		else
+			echo "ssl_crl_file = ''"
+		fi
 		echo "hba_file = '$CERT_DIR/pg_hba.conf'"
 		echo "ident_file = '$CERT_DIR/pg_ident.conf'"
 		if [ "$ROLE" = replica ]; then
@@ -94,6 +101,9 @@ write_pg_conf() {
 		for net in $(printf '%s' "$ALLOWED_NETWORKS" | tr ',' ' '); do
 			echo "hostssl all $DB_USER $net cert clientcert=verify-full"
 			echo "hostssl replication $DB_USER $net cert clientcert=verify-full"
+			# application roles (dbpki issue-client): their certificate's
+			# CN is the role; replication stays the dbclient's alone
+			echo "hostssl all all $net cert clientcert=verify-full"
 		done
 	} | atomic_write "$CERT_DIR/pg_hba.conf" 600
 	{
@@ -108,7 +118,26 @@ write_pg_conf() {
 		grep -v -F "$MARK" "$conf" || true
 		echo "include '$CERT_DIR/postgresql.dbpki.conf'   $MARK"
 	} >"$conf.dbpki-tmp.$$"
+	# The file is the user's: the first time dbpki changes it (say, on a
+	# cluster built by hand), the previous version stays beside it.
+	if ! cmp -s "$conf" "$conf.dbpki-tmp.$$"; then
+		cp -p "$conf" "$conf.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
+	fi
 	mv -f "$conf.dbpki-tmp.$$" "$conf"
+}
+
+# ALTER SYSTEM writes postgresql.auto.conf, which PostgreSQL reads after
+# postgresql.conf and so after dbpki's include: a hand-built cluster's
+# ssl_cert_file or primary_conninfo there would win over dbpki's.  Those
+# lines leave that file; the previous version stays beside it.
+DBPKI_KEYS='listen_addresses|port|unix_socket_directories|ssl|ssl_[a-z_]+|hba_file|ident_file|primary_conninfo'
+neutralise_auto_conf() {
+	auto="$PGDATA/postgresql.auto.conf"
+	[ -f "$auto" ] && grep -Eq "^[[:space:]]*($DBPKI_KEYS)[[:space:]]*=" "$auto" || return 0
+	bak="$auto.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
+	cp -p "$auto" "$bak"
+	{ grep -Ev "^[[:space:]]*($DBPKI_KEYS)[[:space:]]*=" "$auto" || true; } | atomic_write "$auto" 600
+	say "$auto set $(grep -Eo "^[[:space:]]*($DBPKI_KEYS)[[:space:]]*=" "$bak" | tr -d ' =' | tr '\n' ' ')(ALTER SYSTEM), which would override dbpki's settings: removed there; the previous file is $bak"
 }
 
 pg_start() {
@@ -137,11 +166,18 @@ dir_empty() { [ ! -d "$1" ] || [ -z "$(ls -A "$1")" ]; }
 configure_primary() {
 	write_pg_conf
 	if pg_running; then
+		# A checkpoint now, while the server still serves, leaves little
+		# for the shutdown checkpoint: a shorter restart.  Best effort
+		# (the user's pg_hba.conf may not let us in); -w: a password
+		# prompt would read this script's stdin.
+		local_psql -w -c CHECKPOINT </dev/null >/dev/null 2>&1 || true
 		t0=$(date +%s%N)
 		pg_ctl -D "$PGDATA" -l "$PG_LOG" -m fast -w -t 120 restart >/dev/null ||
 			die "PostgreSQL did not restart; last lines of $PG_LOG: $(tail -n 5 "$PG_LOG")"
 		wait_ready
 		t1=$(date +%s%N)
+		# The engine reports this figure in its summary and JSON.
+		echo "DBPKI-DOWNTIME-MS $(((t1 - t0) / 1000000))"
 		say "restarted with the new settings (unavailable for $(((t1 - t0) / 1000000)) ms)"
 	else
 		pg_start

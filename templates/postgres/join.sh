@@ -16,22 +16,51 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
 elif ! dir_empty "$PGDATA"; then
 	move_aside
 fi
-if [ "$keep" = 0 ]; then
+clone() {
 	pg_basebackup -D "$PGDATA" -X stream -c fast -d "$CONN" >"$CERT_DIR/basebackup.log" 2>&1 ||
 		die "pg_basebackup from $PRIMARY_HOST failed: $(tail -n 3 "$CERT_DIR/basebackup.log")"
 	chmod 700 "$PGDATA"
 	say "cloned from $PRIMARY_HOST"
+}
+
+# Start as a standby of the primary and wait until it streams.  Returns 1
+# (with $why set) when the primary no longer has what this data directory
+# needs to catch up: WAL recycled while the certificates were broken, or a
+# timeline this standby cannot follow.
+start_standby() {
+	# postgresql.auto.conf (ALTER SYSTEM; pg_basebackup copies the
+	# primary's) would override dbpki's settings: see common.sh.
+	neutralise_auto_conf
+	touch "$PGDATA/standby.signal"
+	write_pg_conf
+	log_from=$(($(wc -c 2>/dev/null <"$PG_LOG" || echo 0) + 1))
+	pg_start
+	[ "$(local_psql -c 'SELECT pg_is_in_recovery()')" = t ] || die "not in recovery after start"
+	why=
+	n=0
+	while [ "$(local_psql -c 'SELECT status FROM pg_stat_wal_receiver' 2>/dev/null || true)" != streaming ]; do
+		why=$(tail -c +"$log_from" "$PG_LOG" 2>/dev/null |
+			grep -Eo 'requested WAL segment [0-9A-F]+ has already been removed|requested timeline [0-9]+ is not a child of this server.s history|new timeline [0-9]+ forked off current database system timeline [0-9]+ before current recovery point|requested starting point [0-9A-F/]+ is ahead of the WAL flush position' |
+			tail -n 1 || true)
+		[ -z "$why" ] || return 1
+		n=$((n + 1))
+		[ "$n" -lt 120 ] ||
+			die "not streaming from $PRIMARY_HOST after 60 s; see $PG_LOG. If this data directory cannot catch up, move $PGDATA aside and run again: join then clones"
+		sleep 0.5
+	done
+	return 0
+}
+
+if [ "$keep" = 0 ]; then
+	clone
 fi
-# A connection string left by an earlier tool in postgresql.auto.conf would
-# override dbpki's; keep a copy and drop it.
-auto="$PGDATA/postgresql.auto.conf"
-if [ -f "$auto" ] && grep -q '^primary_conninfo' "$auto"; then
-	cp -p "$auto" "$auto.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
-	grep -v '^primary_conninfo' "$auto" | atomic_write "$auto" 600
+if ! start_standby; then
+	[ "$keep" = 1 ] || die "a fresh clone cannot stream: $why; see $PG_LOG"
+	say "cannot catch up ($why): cloning again"
+	pg_stop
+	move_aside
+	clone
+	start_standby || die "a fresh clone cannot stream: $why; see $PG_LOG"
 fi
-touch "$PGDATA/standby.signal"
-write_pg_conf
-pg_start
-[ "$(local_psql -c 'SELECT pg_is_in_recovery()')" = t ] || die "not in recovery after start"
 say "streaming from $PRIMARY_HOST"
 echo "$SENTINEL"

@@ -9,12 +9,12 @@ replica)
 	fi
 	;;
 primary)
-	# The primary keeps serving until initialize restarts it with the new
-	# settings, so its downtime is one restart.
+	# The primary keeps serving until initialize (rotate: restart)
+	# restarts it with the new settings, so its downtime is one restart.
 	if [ -f "$PGDATA/standby.signal" ]; then
 		die "$PGDATA is a standby (standby.signal exists) but the inventory says $NODE is the primary; refusing (see: dbpki rotate, which finds the real primary)"
 	fi
-	say "primary: left running; initialize restarts it with the new settings"
+	say "primary: left running; initialize (rotate: restart) restarts it once with the new settings"
 	;;
 client)
 	if [ -f "$CERT_DIR/pg_service.conf" ]; then

@@ -7,9 +7,10 @@
 # 2. A node's sshd dies while bootstrap ships the releases: the run fails
 #    naming the node and the step, no node has a partial release active,
 #    and once the node is back the same command completes the work.
-# 3. dbpki is killed (SIGKILL) between two steps of bootstrap: the next run
-#    says the previous one did not finish and what it does about it, and
-#    completes.
+# 3. dbpki is killed (SIGKILL) between two steps of bootstrap, and between
+#    two steps of renew: the next run says the previous one did not finish
+#    and what it does about it, and completes (renew: every node ends up
+#    serving the store's certificate, though nothing is "due").
 set -euo pipefail
 : "${DBPKI:?} ${DBPKI_ROOT:?}"
 NET=127.0.42
@@ -135,27 +136,56 @@ out=$("$DBPKI" bootstrap -c "$INI" 2>&1) || { echo "$out"; fail "bootstrap after
 pass "with node2 back, the same command completes"
 
 # ---- 3. SIGKILL between two steps -------------------------------------------
-old_journals=$(ls "$STATE"/journal/)
-"$DBPKI" bootstrap -c "$INI" >"$LAB/out3" 2>&1 &
-bg=$!
-killed=0
-for _ in $(seq 1 1200); do
-	j=$(ls "$STATE"/journal/ | grep -vxF "$old_journals" | head -1 || true)
-	[ -n "$j" ] && j=$STATE/journal/$j
-	if [ -n "$j" ] && grep -q '"event":"step-start".*"step":"join"' "$j"; then
-		kill -9 "$bg"
-		killed=1
-		break
-	fi
-	kill -0 "$bg" 2>/dev/null || break
-	sleep 0.02
-done
-wait "$bg" 2>/dev/null || true
-bg=
-[ "$killed" = 1 ] || { cat "$LAB/out3"; fail "never saw step join start"; }
-! grep -q '"event":"run-end"' "$j" || fail "the killed run's journal has a run-end line"
+kill_at_step() { # step, command...: run it, SIGKILL it when step starts
+	local step=$1 old k
+	shift
+	old=$(ls "$STATE"/journal/)
+	"$@" >"$LAB/out3" 2>&1 &
+	bg=$!
+	j= k=0
+	for _ in $(seq 1 1500); do
+		j=$(ls "$STATE"/journal/ | grep -vxF "$old" | head -1 || true)
+		[ -n "$j" ] && j=$STATE/journal/$j
+		if [ -n "$j" ] && grep -q "\"event\":\"step-start\".*\"step\":\"$step\"" "$j"; then
+			kill -9 "$bg"
+			k=1
+			break
+		fi
+		kill -0 "$bg" 2>/dev/null || break
+		sleep 0.02
+	done
+	wait "$bg" 2>/dev/null || true
+	bg=
+	[ "$k" = 1 ] || { cat "$LAB/out3"; fail "$*: never saw step $step start"; }
+	! grep -q '"event":"run-end"' "$j" || fail "the killed run's journal has a run-end line"
+}
+kill_at_step join "$DBPKI" bootstrap -c "$INI"
 out=$("$DBPKI" bootstrap -c "$INI" 2>&1) || { echo "$out"; fail "bootstrap after SIGKILL"; }
 echo "$out" | grep -q "did not finish" || fail "the unfinished run is not mentioned: $out"
 echo "$out" | grep -q "redoes every step" || fail "the run does not say what it does about it: $out"
 "$DBPKI" status -c "$INI" >/dev/null || fail "status after the completed run"
 pass "SIGKILL between steps: the next run names the unfinished journal, redoes the steps, status is clean"
+
+# renew --force killed once the new releases are switched on every node but
+# before PostgreSQL reloaded: the store holds new certificates the nodes
+# do not serve yet.  A plain renew (nothing is due by date) must finish it.
+# The reload script waits first, so that the kill lands before any reload
+# (otherwise a fast machine could finish the step inside one poll).
+cp -r "$DBPKI_ROOT/templates" "$LAB/slowtpl"
+sed -i '1i sleep 5' "$LAB/slowtpl/postgres/reload.sh"
+kill_at_step reload env DBPKI_TEMPLATES="$LAB/slowtpl" "$DBPKI" renew --force -c "$INI"
+for n in 1 2 3; do
+	[ "$(readlink "$LAB/nodes/node$n/certs/current")" != "$(readlink "$LAB/nodes/node$n/certs/previous")" ] ||
+		fail "node$n was not switched by the killed renew"
+done
+out=$("$DBPKI" renew -c "$INI" 2>&1) || { echo "$out"; fail "renew after SIGKILL"; }
+echo "$out" | grep -q "did not finish" || fail "renew does not mention the unfinished run: $out"
+echo "$out" | grep -q "nothing to renew" && fail "renew after SIGKILL did nothing: $out"
+for n in 1 2 3; do
+	want=$(awk -F'\t' -v n="node$n" '$2 == "active" && $3 == "server" && $4 == n { print $1 }' "$STATE/index.tsv")
+	got=$(openssl s_client -starttls postgres -connect "$NET.1$n:5432" </dev/null 2>/dev/null |
+		openssl x509 -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')
+	[ -n "$got" ] && [ "$got" = "$want" ] || fail "node$n serves ${got:-nothing}, the store's current is ${want:-unknown}"
+done
+"$DBPKI" renew -c "$INI" 2>&1 | grep -q "nothing to renew" || fail "a third renew still finds work"
+pass "renew SIGKILLed before reload: the next renew names it, finishes it, then nothing is due"

@@ -227,7 +227,8 @@ cmd_up() {
 		i=$((i + 1))
 		node=node$i
 		sd=$dir/sshd/$node
-		for _ in $(seq 1 100); do
+		# up to 5 s: on a loaded machine sshd may take over a second
+		for _ in $(seq 1 500); do
 			[ -s "$sd/sshd.pid" ] && break
 			sleep 0.01
 		done

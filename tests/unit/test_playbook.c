@@ -382,6 +382,7 @@ test_shipped_playbooks(void **state)
 	    {"verify", "cluster", P | R | C, 0, 0, PB_FAIL_STOP},
 	};
 	static const struct want_step ren[] = {
+	    {"cms-refuse", "renew-refuse", P, 0, 0, PB_FAIL_STOP},
 	    {"certs", "certs", P | R | C, 1, 1, PB_FAIL_ROLLBACK},
 	    {"reload", "reload", P | R, 1, 0, PB_FAIL_ROLLBACK},
 	    {"verify", "cluster", P | R | C, 0, 0, PB_FAIL_ROLLBACK},
@@ -409,8 +410,10 @@ test_shipped_playbooks(void **state)
 	if (pb_load_named("renew", pb, &e) != 0)
 		fail_msg("%s", e.msg);
 	check_steps(pb, ren, sizeof(ren) / sizeof(ren[0]));
-	assert_string_equal(pb->steps[0].undo, "certs-undo");
-	assert_string_equal(pb->steps[1].undo, "");
+	/* CMS cannot renew without downtime: refused first (docs/cms.md) */
+	assert_int_equal(pb->steps[0].platforms, 1u << PLATFORM_CMS);
+	assert_string_equal(pb->steps[1].undo, "certs-undo");
+	assert_string_equal(pb->steps[2].undo, "");
 
 	/* Names are checked before any path is built. */
 	assert_int_equal(

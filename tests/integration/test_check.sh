@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Issue 5: dbpki check, a Nagios/Icinga plugin, on a lab cluster (primary,
+# replica, client): exactly one status line with perfdata and the plugin
+# exit codes — OK 0 on a fresh cluster, WARNING 1 when --warn exceeds the
+# days left or a node serves another certificate than the store's,
+# CRITICAL 2 when a served certificate is within --crit or a node is down,
+# UNKNOWN 3 for an unusable inventory or bad arguments; --json parses;
+# --prometheus writes a 0644 textfile atomically with HELP/TYPE lines and a
+# metric per node and kind; no check logs a failed login on a node.
+set -euo pipefail
+: "${DBPKI:?} ${DBPKI_ROOT:?}"
+NET=127.0.52
+LAB=$(mktemp -d /tmp/dbpki-check.XXXXXX)
+chmod 755 "$LAB"
+cleanup() { "$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+LABUSER=$("$DBPKI_ROOT/tests/lab/lab.sh" user)
+PGBIN=/usr/lib/postgresql/15/bin
+
+"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
+INI=$LAB/cluster.ini
+"$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.txt" 2>&1 || { tail -n 30 "$LAB/bootstrap.txt"; fail "bootstrap failed"; }
+pass "bootstrap"
+
+# check: run it, keep stdout, stderr and the exit code.
+RC=0
+check() {
+	set +e
+	"$DBPKI" check -c "$INI" "$@" >"$LAB/out" 2>"$LAB/err"
+	RC=$?
+	set -e
+	cat "$LAB/out"
+}
+one_line() { [ "$(wc -l <"$LAB/out")" = 1 ] || fail "expected exactly one line on stdout, got: $(cat "$LAB/out")"; }
+fatals() { cat "$LAB"/nodes/node[12]/certs/postgresql.log | grep -c 'FATAL' || true; }
+f0=$(fatals)
+
+check
+[ "$RC" = 0 ] || fail "fresh cluster: exit $RC"
+one_line
+grep -Eq '^DBPKI OK - 3 nodes, [0-9]+ certificates, earliest expiry node[12] server in 39[0-9]d \| ' "$LAB/out" || fail "status line"
+for p in node1_server_days node2_server_days store_node1_server_days store_node2_server_days store_client_days ca_days; do
+	grep -Eq " $p=[0-9]+;30;7( |\$)" "$LAB/out" || fail "no perfdata $p"
+done
+! grep -q 'node3_server_days' "$LAB/out" || fail "perfdata for the client node, which serves nothing"
+pass "fresh cluster: OK, exit 0, one line, perfdata for every served and stored certificate and the CA"
+
+check --warn 400d
+[ "$RC" = 1 ] || fail "--warn 400d: exit $RC"
+one_line
+grep -Eq '^DBPKI WARNING - .*node1 server expires in 39[0-9]d' "$LAB/out" || fail "WARNING line"
+grep -Eq ' node1_server_days=39[0-9];400;7' "$LAB/out" || fail "perfdata thresholds"
+check --warn 500 --crit 400
+[ "$RC" = 2 ] || fail "--crit 400 (days): exit $RC"
+one_line
+grep -q '^DBPKI CRITICAL - .*node2 server expires in' "$LAB/out" || fail "CRITICAL line"
+pass "--warn beyond the days left: WARNING 1; --crit beyond them: CRITICAL 2"
+
+check --json
+[ "$RC" = 0 ] || fail "--json: exit $RC"
+if command -v python3 >/dev/null; then
+	python3 -m json.tool "$LAB/out" >/dev/null || fail "--json output does not parse"
+	python3 - "$LAB/out" <<'EOF' || fail "--json content"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["status"] == "OK" and d["exit_code"] == 0, d
+seen = {(c["node"], c["kind"], c["source"]) for c in d["certificates"]}
+for want in [("node1", "server", "served"), ("node2", "server", "served"),
+             ("node1", "server", "store"), ("", "client", "store"), ("", "ca", "store")]:
+    assert want in seen, (want, seen)
+assert all(c["days_left"] > 300 for c in d["certificates"])
+EOF
+elif command -v jq >/dev/null; then
+	jq -e '.status == "OK" and (.certificates | length) >= 5' "$LAB/out" >/dev/null || fail "--json (jq)"
+else
+	grep -q '^{"cluster":"lab","status":"OK"' "$LAB/out" || fail "--json (grep)"
+fi
+pass "--json parses and lists every certificate"
+
+PROM=$LAB/textfile/dbpki-lab.prom
+mkdir -m 755 "$LAB/textfile"
+check --prometheus "$PROM"
+[ "$RC" = 0 ] || fail "--prometheus: exit $RC"
+[ "$(stat -c %a "$PROM")" = 644 ] || fail "textfile mode $(stat -c %a "$PROM")"
+for m in dbpki_certificate_expiry_seconds dbpki_certificate_not_after_timestamp_seconds dbpki_check_success dbpki_check_status; do
+	grep -q "^# HELP $m " "$PROM" || fail "no HELP for $m"
+	grep -q "^# TYPE $m gauge\$" "$PROM" || fail "no TYPE for $m"
+done
+for l in 'node="node1",kind="server",source="served"' 'node="node2",kind="server",source="served"' \
+	'node="node1",kind="server",source="store"' 'node="",kind="client",source="store"' 'node="",kind="ca",source="store"'; do
+	grep -Eq "^dbpki_certificate_expiry_seconds\{cluster=\"lab\",$l\} [0-9]+\$" "$PROM" || fail "no metric for $l"
+done
+grep -q '^dbpki_check_success{cluster="lab"} 1$' "$PROM" || fail "dbpki_check_success is not 1"
+ino1=$(stat -c %i "$PROM")
+check --prometheus "$PROM"
+ino2=$(stat -c %i "$PROM")
+[ "$ino1" != "$ino2" ] || fail "the textfile was rewritten in place, not replaced"
+[ "$(ls -A "$LAB/textfile")" = dbpki-lab.prom ] || fail "temporary files left: $(ls -A "$LAB/textfile")"
+pass "--prometheus: 0644, HELP/TYPE, a metric per node/kind/source, replaced by rename, nothing left behind"
+
+# The store reissued but nothing shipped yet: the nodes serve other
+# certificates than the store's current ones.
+"$DBPKI" issue -c "$INI" --force >/dev/null 2>&1 || fail "dbpki issue --force"
+check
+[ "$RC" = 1 ] || fail "drift: exit $RC"
+one_line
+grep -q "^DBPKI WARNING - node1, node2 serve another certificate than the store's current one" "$LAB/out" || fail "drift line"
+pass "nodes serving other certificates than the store's: WARNING"
+
+# node2 serves an expired certificate from a foreign CA.  check must still
+# read it (CRITICAL, not "cannot read"), and renew must read it, find it
+# due and replace it.
+F=$LAB/foreign
+mkdir -m 700 "$F"
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$F/ca.key" \
+	-out "$F/ca.crt" -subj "/CN=foreign CA" -days 30 \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$F/srv.key" \
+	-out "$F/srv.csr" -subj /CN=node2.lab.test 2>/dev/null
+printf 'subjectAltName=DNS:node2.lab.test,IP:%s.12\nextendedKeyUsage=serverAuth\n' $NET >"$F/ext"
+openssl x509 -req -in "$F/srv.csr" -CA "$F/ca.crt" -CAkey "$F/ca.key" -CAcreateserial -days -1 \
+	-extfile "$F/ext" -out "$F/srv.crt" 2>/dev/null
+foreign=$(openssl x509 -in "$F/srv.crt" -noout -serial | sed 's/^serial=//' | tr 'A-F' 'a-f')
+R2=$LAB/nodes/node2/certs/current
+install -m 600 -o "$LABUSER" "$F/srv.key" "$R2/server.key"
+install -m 644 -o "$LABUSER" "$F/srv.crt" "$R2/server.crt"
+runuser -u "$LABUSER" -- psql -X -At -h "$LAB/nodes/node2/sock" -p 5432 -U postgres -d postgres \
+	-c 'SELECT pg_reload_conf()' >/dev/null
+for _ in $(seq 1 40); do
+	s=$(openssl s_client -starttls postgres -connect "$NET.12:5432" </dev/null 2>/dev/null |
+		openssl x509 -noout -serial 2>/dev/null | sed 's/^serial=//' | tr 'A-F' 'a-f')
+	[ "$s" = "$foreign" ] && break
+	sleep 0.25
+done
+[ "$s" = "$foreign" ] || fail "node2 does not serve the foreign certificate"
+check --json
+[ "$RC" = 2 ] || fail "expired foreign certificate: exit $RC"
+grep -q "\"node\":\"node2\",\"kind\":\"server\",\"source\":\"served\",\"read\":true,\"serial\":\"$foreign\"" "$LAB/out" ||
+	fail "check did not read node2's expired foreign certificate"
+grep -q '"trusted":false' "$LAB/out" || fail "the foreign certificate counts as trusted"
+check
+[ "$RC" = 2 ] && grep -q '^DBPKI CRITICAL - node2 server EXPIRED on' "$LAB/out" || fail "no CRITICAL for the expired certificate"
+"$DBPKI" renew -c "$INI" >"$LAB/renew.out" 2>"$LAB/renew.err" || { cat "$LAB/renew.err"; fail "renew over an expired foreign certificate"; }
+grep -q "due: node2's server certificate EXPIRED on" "$LAB/renew.err" || { cat "$LAB/renew.err"; fail "renew did not see the expired certificate"; }
+check
+[ "$RC" = 0 ] || fail "after renew: exit $RC"
+pass "an expired certificate from a foreign CA is read: check CRITICAL, renew replaces it, check OK"
+
+# (Stopping a replica below logs FATALs of its own.)
+[ "$(fatals)" = "$f0" ] || fail "check logged a FATAL (a login) on a node"
+pass "no check logged in anywhere (no new FATAL in the server logs)"
+
+# A database node down: CRITICAL, named; the textfile says the check did
+# not read everything.
+runuser -u "$LABUSER" -- "$PGBIN/pg_ctl" -D "$LAB/nodes/node2/pgdata" -m fast -w stop >/dev/null
+check --prometheus "$PROM"
+[ "$RC" = 2 ] || fail "node2 down: exit $RC"
+one_line
+grep -q '^DBPKI CRITICAL - node2: cannot read its certificate' "$LAB/out" || fail "node2 down is not named"
+grep -q ' node2_server_days=U;30;7' "$LAB/out" || fail "perfdata for node2 is not U"
+grep -q '^dbpki_check_success{cluster="lab"} 0$' "$PROM" || fail "dbpki_check_success is not 0 with node2 down"
+grep -q '^dbpki_check_status{cluster="lab"} 2$' "$PROM" || fail "dbpki_check_status is not 2"
+! grep -q 'node="node2",kind="server",source="served"' "$PROM" || fail "a served metric for node2, which is down"
+pass "node2 down: CRITICAL 2 naming it, perfdata U, dbpki_check_success 0"
+
+# UNKNOWN: no inventory, a broken one, an unsafe one, bad arguments.
+for bad in "$LAB/nosuch.ini" "$LAB/broken.ini" "$LAB/writable.ini"; do
+	printf '[cluster]\nname = lab\nbogus = 1\n' >"$LAB/broken.ini"
+	chmod 600 "$LAB/broken.ini"
+	cp "$INI" "$LAB/writable.ini"
+	chmod 666 "$LAB/writable.ini"
+	set +e
+	"$DBPKI" check -c "$bad" --prometheus "$PROM" >"$LAB/out" 2>/dev/null
+	RC=$?
+	set -e
+	[ "$RC" = 3 ] || fail "$bad: expected UNKNOWN 3, got $RC"
+	one_line
+	grep -q '^DBPKI UNKNOWN - cannot use the inventory' "$LAB/out" || fail "$bad: $(cat "$LAB/out")"
+done
+grep -q '^dbpki_check_success 0$' "$PROM" || fail "textfile does not say the check failed"
+set +e
+"$DBPKI" check -c "$INI" --warn soon >"$LAB/out" 2>/dev/null
+RC=$?
+set -e
+[ "$RC" = 3 ] && grep -q '^DBPKI UNKNOWN - usage: --warn' "$LAB/out" || fail "bad --warn: exit $RC, $(cat "$LAB/out")"
+set +e
+"$DBPKI" check -c "$INI" --warn 7d --crit 30d >"$LAB/out" 2>/dev/null
+RC=$?
+set -e
+[ "$RC" = 3 ] || fail "--crit above --warn: exit $RC"
+pass "unreadable, broken or unsafe inventory, bad arguments: UNKNOWN 3"
