@@ -21,8 +21,8 @@ struct run_args {
 };
 
 static int
-parse_run_args(int argc, char **argv, const char *usage, int flags,
-    struct run_args *a)
+parse_run_args(
+    int argc, char **argv, const char *usage, int flags, struct run_args *a)
 {
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
@@ -73,8 +73,8 @@ parse_run_args(int argc, char **argv, const char *usage, int flags,
  * Returns 0 to go on, or 1 when the command is over (--help, bad usage,
  * bad inventory) with its exit code in *exit_code. */
 static int
-prepare(int argc, char **argv, const char *usage, int flags,
-    struct run_args *a, struct dbpki_cluster **cp, int *exit_code)
+prepare(int argc, char **argv, const char *usage, int flags, struct run_args *a,
+    struct dbpki_cluster **cp, int *exit_code)
 {
 	struct dbpki_cluster *c;
 	int rc;
@@ -162,13 +162,13 @@ cli_rotate(int argc, char **argv)
 	static const char usage[] =
 	    "usage: dbpki rotate -c INVENTORY [--primary NAME] [--json]\n"
 	    "                    [--skip-node NAME]...\n"
-	    "  Emergency: the certificates expired.  First asks every database\n"
-	    "  node over SSH whether it is the primary (no certificate "
-	    "trusted)\n"
-	    "  and refuses, changing nothing, unless exactly one is, where the\n"
-	    "  inventory says.  --primary NAME: this database node is the\n"
-	    "  primary for this run, whatever the inventory says; other nodes\n"
-	    "  claiming primary are re-cloned from it.  Then new certificates\n"
+	    "  Emergency: the certificates expired.  First asks every\n"
+	    "  database node over SSH whether it is the primary (no\n"
+	    "  certificate trusted) and refuses, changing nothing, unless\n"
+	    "  exactly one is, where the inventory says, and its files load.\n"
+	    "  --primary NAME: this database node is the primary for this\n"
+	    "  run, whatever the inventory says; other nodes claiming\n"
+	    "  primary are re-cloned from it.  Then new certificates\n"
 	    "  (a new dbca if there is none or it expired) and\n"
 	    "  playbooks/rotate.ini: the primary keeps its data (one restart,\n"
 	    "  never initdb), replicas catch up or are re-cloned with the old\n"

@@ -5,12 +5,28 @@
 #include "dbpki/pki.h"
 #include "dbpki/util.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *
 inv(const struct dbpki_cluster *c)
 {
 	return c->path[0] != '\0' ? c->path : "FILE";
+}
+
+/* Append what to do next after the cause (err_wrap would put it first). */
+static void __attribute__((format(printf, 2, 3)))
+hint(struct dbpki_err *e, const char *fmt, ...)
+{
+	char cause[DBPKI_ERR_MSG], next[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(next, sizeof(next), fmt, ap);
+	va_end(ap);
+	snprintf(cause, sizeof(cause), "%s", e->msg);
+	err_set(e, e->code, "%.1400s. %s", cause, next);
 }
 
 /* The CA key must open before anything changes: a wrong passphrase
@@ -62,10 +78,10 @@ revoke_in_store(const struct dbpki_cluster *c, const struct pki_revoke_req *req,
 	    strcmp(res.ent.kind, "server") == 0 ? " of node " : "",
 	    strcmp(res.ent.kind, "server") == 0 ? res.ent.node : "");
 	if ((rc = pki_issue_all(c, 0, e)) != 0)
-		err_wrap(e,
-		    "%s is revoked in the store, but its replacement could "
-		    "not be issued and nothing was shipped; fix this, then "
-		    "run: dbpki revoke -c %s --crl-only",
+		hint(e,
+		    "%s is revoked in the store, but no replacement was "
+		    "issued and nothing was shipped; once this is fixed, run: "
+		    "dbpki revoke -c %s --crl-only",
 		    res.ent.serial, inv(c));
 	return rc;
 }
@@ -92,10 +108,10 @@ engine_revoke(const struct dbpki_cluster *c, const struct pki_revoke_req *req,
 		goto out;
 	ro.lock_held = 1;
 	if ((rc = engine_run(c, "crl", &ro, e)) != 0)
-		err_wrap(e,
-		    "the store holds the new CRL, but not every node "
-		    "checks it yet; once this is fixed, run: dbpki revoke -c "
-		    "%s --crl-only",
+		hint(e,
+		    "the store holds the revocation and the new CRL, but the "
+		    "nodes do not check it yet; once this is fixed, run: dbpki "
+		    "revoke -c %s --crl-only",
 		    inv(c));
 out:
 	engine_lock_release(&lock);

@@ -67,7 +67,8 @@ struct engine_opts {
 	const char *skip[CFG_MAX_NODES]; /* --skip-node NAME (deliberate) */
 	int n_skip;
 	int lock_held; /* the caller holds state_dir/lock (renew) */
-	const char *primary; /* rotate --primary NAME: overrides the inventory */
+	/* rotate --primary NAME: that node is the primary for this run */
+	const char *primary;
 };
 
 /* Print every step of playbook `name`, the nodes it touches, the files
@@ -95,8 +96,8 @@ int engine_issue_and_run(const struct dbpki_cluster *c, const char *name,
  * everything; then playbooks/rotate.ini.  o->primary (a database node,
  * else DBPKI_E_USAGE) makes that node the primary in c for this run: c is
  * changed in memory, the inventory file is not. */
-int engine_rotate(struct dbpki_cluster *c, const struct engine_opts *o,
-    struct dbpki_err *e);
+int engine_rotate(
+    struct dbpki_cluster *c, const struct engine_opts *o, struct dbpki_err *e);
 
 /* Per node: SSH reachable, role seen through libpq, served certificate
  * (serial, days left), TLS, and replication state and lag.  Text or one

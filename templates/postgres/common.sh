@@ -69,6 +69,13 @@ primary_conninfo() {
 # carries $MARK is added at the end of postgresql.conf.
 write_pg_conf() {
 	me=$(id -un)
+	# cert_dir may already hold files of the same names that a person
+	# wrote (a hand-built cluster): keep a copy of any not marked as ours.
+	for f in postgresql.dbpki.conf pg_hba.conf pg_ident.conf; do
+		if [ -f "$CERT_DIR/$f" ] && ! head -n 1 "$CERT_DIR/$f" | grep -qF "$MARK"; then
+			cp -p "$CERT_DIR/$f" "$CERT_DIR/$f.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
+		fi
+	done
 	{
 		echo "$MARK: settings for node $NODE of cluster $CLUSTER; rewritten by dbpki"
 		echo "listen_addresses = '$ADDRESS'"
