@@ -34,7 +34,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 # make fuzz: each target this long; make check runs them for 60 s each.
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps check check-all check-unit check-integration check-asan check-valgrind \
+.PHONY: all deps check check-all check-asan-all check-unit check-integration check-asan check-valgrind \
 	demo demo-down bench fuzz fuzz-bins install uninstall clean format lab-up lab-down
 
 all: $(BUILD)/dbpki
@@ -71,10 +71,19 @@ fuzz: deps
 deps:
 	@tests/lab/deps.sh
 
+# What CI runs (.ci/run): the unit tests as built, and under valgrind; the
+# unit and integration tests again with dbpki built with ASan+UBSan (the
+# integration suite runs once, on that build, to keep the time down); every
+# fuzz target for 60 s.
 check: deps
-	$(MAKE) all
-	$(MAKE) check-all
+	$(MAKE) all $(UNIT_BINS) $(TOOL_BINS)
+	@tests/run.sh unit $(BUILD)
+	@VALGRIND=1 tests/run.sh unit $(BUILD)
+	$(MAKE) check-asan-all
 	$(MAKE) fuzz FUZZ_SECONDS=60
+
+check-asan-all:
+	$(MAKE) BUILD=build-asan SAN=1 OPT="-O1 -g" check-all
 
 check-all: $(UNIT_BINS) $(BUILD)/dbpki $(TOOL_BINS)
 	@tests/run.sh all $(BUILD)
@@ -86,8 +95,7 @@ check-integration: $(BUILD)/dbpki $(TOOL_BINS)
 	@tests/run.sh integration $(BUILD)
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
-check-asan: deps
-	$(MAKE) BUILD=build-asan SAN=1 OPT="-O1 -g" check-all
+check-asan: deps check-asan-all
 
 check-valgrind: deps $(UNIT_BINS)
 	@VALGRIND=1 tests/run.sh unit $(BUILD)

@@ -49,6 +49,8 @@ short_name(const struct survey_cert *sc, char *out, size_t outsz)
 		    out, outsz, "%s%sca", sc->label, sc->label[0] ? " " : "");
 	else if (strcmp(sc->kind, "client") == 0)
 		snprintf(out, outsz, "client");
+	else if (strcmp(sc->kind, "crl") == 0)
+		snprintf(out, outsz, "crl");
 	else
 		snprintf(out, outsz, "%s server%s", sc->label,
 		    sc->src == SURVEY_STORE ? " (store)" : "");
@@ -159,6 +161,8 @@ perf_label(const struct survey_cert *sc, char *out, size_t outsz)
 		    sc->label[0] ? "_" : "");
 	else if (strcmp(sc->kind, "client") == 0)
 		snprintf(out, outsz, "store_client_days");
+	else if (strcmp(sc->kind, "crl") == 0)
+		snprintf(out, outsz, "crl_days");
 	else
 		snprintf(out, outsz, "store_%s_server_days", sc->label);
 }

@@ -149,7 +149,9 @@ earliest(const struct survey *s)
 	for (i = 0; i < s->n; i++) {
 		const struct survey_cert *sc = &s->v[i];
 
-		if (!sc->ok || strcmp(sc->kind, "ca") == 0)
+		/* the CA and the CRL are not renewed by renewing leaves */
+		if (!sc->ok || strcmp(sc->kind, "ca") == 0 ||
+		    strcmp(sc->kind, "crl") == 0)
 			continue;
 		if (best == NULL || sc->not_after < best->not_after ||
 		    (sc->not_after == best->not_after &&
@@ -422,6 +424,23 @@ unfinished_renew(
 	return 0;
 }
 
+/* A CRL near its nextUpdate is rebuilt here and shipped like drift: the
+ * releases carry it (no leaf is reissued for it). */
+static int
+crl_due(const struct dbpki_cluster *c, struct due *d, struct dbpki_err *e)
+{
+	int refreshed = 0, r;
+
+	if ((r = pki_crl_refresh(c, &refreshed, e)) != 0)
+		return r;
+	if (refreshed) {
+		log_info("the CRL was due: rebuilt it; shipping it to every "
+			 "database node");
+		d->drift = 1;
+	}
+	return 0;
+}
+
 static int
 renew_locked(FILE *out, const struct dbpki_cluster *c,
     const struct engine_opts *o, struct dbpki_err *e)
@@ -439,7 +458,8 @@ renew_locked(FILE *out, const struct dbpki_cluster *c,
 		rc = unreadable(&d, e);
 		goto out;
 	}
-	if ((rc = unfinished_renew(c, &d, e)) < 0)
+	if ((rc = unfinished_renew(c, &d, e)) < 0 ||
+	    (rc = crl_due(c, &d, e)) != 0)
 		goto out;
 	if (!o->force && !d.expiry && !d.drift) {
 		rc = nothing_due(out, c, o, s);

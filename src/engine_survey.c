@@ -139,6 +139,29 @@ survey_leaf(const struct dbpki_cluster *c, struct survey *s,
 	X509_free(x);
 }
 
+/* The CRL expires too, and an expired one makes PostgreSQL refuse every
+ * client certificate, replication included: watch its nextUpdate.  Never
+ * "renewable": renew refreshes it on its own (pki_crl_refresh). */
+static void
+survey_crl(const struct dbpki_cluster *c, struct survey *s)
+{
+	struct survey_cert *sc;
+	struct dbpki_err e;
+	int64_t t = 0;
+
+	err_clear(&e);
+	if (pki_crl_next_update(c, &t, &e) != 0) {
+		if ((sc = survey_add(s, SURVEY_STORE, "crl", "", NULL)) != NULL)
+			util_fmt(sc->error, sizeof(sc->error), "%.390s", e.msg);
+		return;
+	}
+	if (t == 0 ||
+	    (sc = survey_add(s, SURVEY_STORE, "crl", "", NULL)) == NULL)
+		return;
+	sc->ok = 1;
+	sc->not_after = t;
+}
+
 static int
 survey_store(const struct dbpki_cluster *c, struct survey *s, int64_t ca_na,
     struct dbpki_err *e)
@@ -156,6 +179,7 @@ survey_store(const struct dbpki_cluster *c, struct survey *s, int64_t ca_na,
 				survey_leaf(c, s, &idx, "server",
 				    c->nodes[i].name, &c->nodes[i], ca_na);
 	survey_leaf(c, s, &idx, "client", "-", NULL, ca_na);
+	survey_crl(c, s);
 	pki_index_free(&idx);
 	return 0;
 }

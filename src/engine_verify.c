@@ -100,10 +100,11 @@ verify_node(struct engine_run *r, const struct engine_node *en,
 		    cfg_role_name(en->n->role));
 	if (srv != NULL && !same_serial(p.serial_hex, srv->serial))
 		return err_set(e, DBPKI_E_VERIFY,
-		    "node %s serves certificate "
-		    "serial %s, not the one dbpki installed (%s); is "
-		    "ssl_cert_file "
-		    "pointing somewhere else?",
+		    "node %s serves certificate serial %s, not the one "
+		    "dbpki installed (%s): PostgreSQL did not load the new "
+		    "files (a reload keeps the old ones when it refuses the "
+		    "key, e.g. one readable by group; see the node's "
+		    "PostgreSQL log), or ssl_cert_file points elsewhere",
 		    en->n->name, p.serial_hex, srv->serial);
 	log_info("  %-12s verify     ok      %s %s, serial %.16s..., %s",
 	    en->n->name, cfg_role_name(en->n->role), p.protocol, p.serial_hex,

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -96,8 +97,10 @@ sanitise_process(void)
 	sanitise_stdfd();
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
-	/* Private keys live in this process's memory: never dump it. */
+	/* Private keys live in this process's memory: never dump it, and
+	 * let no other process of the same user read it (ptrace, /proc). */
 	setrlimit(RLIMIT_CORE, &no_core);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 int

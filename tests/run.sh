@@ -58,12 +58,32 @@ run_integration() {
 	done
 }
 
+# After the integration tests: no test's output (dbpki's messages, node
+# output, journals the tests print) may hold private key material.
+scan_logs() {
+	local hits
+	hits=$(grep -l -E -e '-----BEGIN [A-Z ]*PRIVATE KEY-----' \
+		"$root/$build"/test-logs/*.log 2>/dev/null || true)
+	if [ -z "$hits" ]; then
+		passed=$((passed + 1))
+		printf 'PASS  %-40s\n' "no key material in any test log"
+	else
+		failed=$((failed + 1))
+		failed_names+=("key-material-in-logs")
+		printf 'FAIL  %-40s %s\n' "key material in test logs:" "$hits"
+	fi
+}
+
 case $layer in
 unit) run_unit ;;
-integration) run_integration ;;
+integration)
+	run_integration
+	[ -n "${ONLY:-}" ] || scan_logs
+	;;
 all)
 	run_unit
 	run_integration
+	[ -n "${ONLY:-}" ] || scan_logs
 	;;
 *)
 	echo "usage: $0 unit|integration|all BUILD" >&2

@@ -189,3 +189,20 @@ for n in 1 2 3; do
 done
 "$DBPKI" renew -c "$INI" 2>&1 | grep -q "nothing to renew" || fail "a third renew still finds work"
 pass "renew SIGKILLed before reload: the next renew names it, finishes it, then nothing is due"
+
+# ---- 4. a node unreachable when the run starts ------------------------------
+kill_sshd node4
+nodes_state() { find "$LAB/nodes" -path '*/pgdata' -prune -o -printf '%p %s %T@\n' | sort; }
+before=$(nodes_state)
+set +e
+out=$("$DBPKI" bootstrap -c "$INI" 2>&1)
+rc=$?
+set -e
+[ "$rc" != 0 ] || fail "bootstrap with node4 unreachable exited 0"
+echo "$out" | grep -q 'node4' || fail "node4 not named: $out"
+echo "$out" | grep -q 'nothing was changed on any node' || fail "no word that nothing changed: $out"
+[ "$(nodes_state)" = "$before" ] || fail "a node changed although node4 could not be reached"
+pass "node4 unreachable at the start: refused (exit $rc), named, no node changed"
+out=$("$DBPKI" bootstrap -c "$INI" --skip-node node4 2>&1) || { echo "$out"; fail "bootstrap --skip-node node4"; }
+echo "$out" | grep -q 'node4 was skipped on request' || fail "the summary does not say node4 was skipped: $out"
+pass "--skip-node node4 goes on deliberately and the summary says so"

@@ -83,6 +83,10 @@ diff <(echo "$before" | strip) <(echo "$after" | strip) >"$LAB/diff" ||
 	{ head "$LAB/diff"; fail "the second run changed files"; }
 pass "second run exits 5 naming PID $pid and its start time"
 
+# The holder has private keys in memory: no core dump, not dumpable.
+grep -Eq '^Max core file size +0 +0 ' "/proc/$pid/limits" || fail "dbpki may dump core: $(grep core "/proc/$pid/limits")"
+pass "a running dbpki has core dumps off"
+
 wait "$holder" || fail "the first run failed: $(tail -5 "$LAB/typescript")"
 holder=
 [ "$(ls "$STATE/journal" | wc -l)" = 1 ] || fail "expected exactly one journal: $(ls "$STATE/journal")"

@@ -136,6 +136,11 @@ grep -q "^$APP_SERIAL *revoked *app *app1 .*keyCompromise" "$LAB/list.txt" || { 
 [ "$(grep -c '^[0-9a-f]\{40\} ' "$LAB/list.txt")" = 1 ] || { cat "$LAB/list.txt"; fail "list --status revoked shows more than app1"; }
 pass "list --status revoked shows app1's certificate and the reason"
 
+# check watches the CRL's own expiry ([ca] crl_validity, 90d by default).
+out=$("$DBPKI" check -c "$INI") || { echo "$out"; fail "check after revoke: exit $?"; }
+echo "$out" | grep -Eq 'crl_days=(89|90);' || fail "check has no crl_days perfdata: $out"
+pass "check reports the CRL's expiry: $(echo "$out" | grep -Eo 'crl_days=[0-9]+')"
+
 # ---- 3. refusals and repeats ---------------------------------------------
 CA_SERIAL=$(serial_of "$STATE/ca/dbca.crt")
 set +e
