@@ -45,6 +45,7 @@ static const char usage_revoke[] =
 
 static const char usage_issue_client[] =
     "usage: dbpki issue-client -c INVENTORY NAME [--out DIR] [--dbname DB]\n"
+    "                          [--renew-with-cluster]\n"
     "\n"
     "A client certificate for the application role NAME (CN = NAME: a\n"
     "letter or _, then letters, digits, _; at most 63), recorded in the\n"
@@ -53,7 +54,10 @@ static const char usage_issue_client[] =
     "service NAME reaching the primary with sslmode=verify-full, database\n"
     "DB (default postgres).  Use: PGSERVICEFILE=DIR/pg_service.conf psql\n"
     "service=NAME.  The role itself is created by the DBA (CREATE ROLE\n"
-    "NAME LOGIN).  Revoke with: dbpki revoke -c INVENTORY --node NAME.\n";
+    "NAME LOGIN).  Revoke with: dbpki revoke -c INVENTORY --node NAME.\n"
+    "--renew-with-cluster: `dbpki renew` reissues this certificate when it\n"
+    "expires within renew_before (or with --force) and rewrites DIR in\n"
+    "place while DIR exists; issuing NAME again without it stops that.\n";
 
 static int
 usage_exit(const char *text, int is_help, const char *why)
@@ -305,6 +309,7 @@ cli_revoke(int argc, char **argv)
 
 struct app_args {
 	const char *inv, *role, *out, *dbname;
+	int renew_with_cluster;
 };
 
 static int
@@ -314,6 +319,7 @@ app_parse(int argc, char **argv, struct app_args *a)
 	    {"config", required_argument, NULL, 'c'},
 	    {"out", required_argument, NULL, 'o'},
 	    {"dbname", required_argument, NULL, 'd'},
+	    {"renew-with-cluster", no_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -327,6 +333,7 @@ app_parse(int argc, char **argv, struct app_args *a)
 		case 'c': a->inv = optarg; break;
 		case 'o': a->out = optarg; break;
 		case 'd': a->dbname = optarg; break;
+		case 'r': a->renew_with_cluster = 1; break;
 		default: return usage_exit(usage_issue_client, ch == 'h', NULL);
 		}
 	}
@@ -354,7 +361,8 @@ cli_issue_client(int argc, char **argv)
 	if ((rc = load(a.inv, &c)) != 0)
 		return rc;
 	err_clear(&e);
-	rc = engine_issue_app(c, a.role, a.out, a.dbname, &ent, prev, &e);
+	rc = engine_issue_app(
+	    c, a.role, a.out, a.dbname, a.renew_with_cluster, &ent, prev, &e);
 	if (rc == 0 && prev[0] != '\0')
 		log_warn("%s's previous certificate %s is superseded but stays "
 			 "valid until it expires; if it must stop working now: "

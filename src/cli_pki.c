@@ -1,6 +1,7 @@
 /* cli_pki: ca, issue, csr, sign, inspect, match, verify.  Argument parsing
  * and exit codes only; the work is in pki_*.c. */
 #include "dbpki/cli.h"
+#include "dbpki/engine.h"
 #include "dbpki/log.h"
 #include "dbpki/pki.h"
 #include "dbpki/util.h"
@@ -18,6 +19,7 @@ static const char usage_ca[] =
     "usage: dbpki ca init   -c INVENTORY\n"
     "       dbpki ca import -c INVENTORY --cert PEM\n"
     "       dbpki ca export -c INVENTORY --out PATH\n"
+    "       dbpki ca rollover -c INVENTORY [--stage 1|2|3]\n"
     "\n"
     "init creates the cluster CA (dbca) in state_dir/ca: a key of [ca] key\n"
     "and a self-signed certificate valid for [ca] validity.  With [ca]\n"
@@ -36,6 +38,12 @@ static const char usage_ca[] =
     "\n"
     "export writes the dbca certificate to PATH (absolute, must not exist,\n"
     "in a directory that is no symlink and not writable by group/others).\n"
+    "\n"
+    "rollover replaces dbca without downtime (postgres): stage 1 every node\n"
+    "trusts the old and a new CA, stage 2 every leaf comes from the new CA,\n"
+    "stage 3 the old CA leaves the bundles and is archived.  Each stage is\n"
+    "verified; one that needs the previous one refuses (exit 2).  Without\n"
+    "--stage: every stage not done yet.  See docs/ca-rollover.md.\n"
     "\n"
     "Exit 4 when there is no dbca yet (run: dbpki ca init -c INVENTORY).\n"
     "See docs/corporate-ca.md.\n";
@@ -118,7 +126,15 @@ bad_usage(const char *text, const char *why)
 
 struct ca_opts {
 	const char *inv, *cert, *out, *action;
+	int stage; /* rollover: 1..3, 0 all; -1 not given */
 };
+
+/* --stage: exactly "1", "2" or "3". */
+static int
+parse_stage(const char *s)
+{
+	return strlen(s) == 1 && s[0] >= '1' && s[0] <= '3' ? s[0] - '0' : -2;
+}
 
 static int
 ca_parse(int argc, char **argv, struct ca_opts *o)
@@ -127,6 +143,7 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 	    {"config", required_argument, NULL, 'c'},
 	    {"cert", required_argument, NULL, 'C'},
 	    {"out", required_argument, NULL, 'o'},
+	    {"stage", required_argument, NULL, 's'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -138,6 +155,11 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 		case 'c': o->inv = optarg; break;
 		case 'C': o->cert = optarg; break;
 		case 'o': o->out = optarg; break;
+		case 's':
+			if ((o->stage = parse_stage(optarg)) < 0)
+				return bad_usage(
+				    usage_ca, "ca rollover: --stage 1, 2 or 3");
+			break;
 		default: return help_or_usage(usage_ca, ch == 'h');
 		}
 	}
@@ -145,6 +167,14 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 		return bad_usage(usage_ca, "ca: give one action: init, import "
 					   "or export");
 	o->action = argv[optind];
+	if (strcmp(o->action, "rollover") == 0 && o->cert == NULL &&
+	    o->out == NULL) {
+		if (o->stage < 0)
+			o->stage = 0;
+		return -1;
+	}
+	if (o->stage >= 0)
+		return bad_usage(usage_ca, "ca: --stage is for rollover only");
 	if (strcmp(o->action, "init") == 0 && o->cert == NULL && o->out == NULL)
 		return -1;
 	if (strcmp(o->action, "import") == 0 && o->cert != NULL &&
@@ -165,6 +195,12 @@ ca_run(
 		return pki_ca_import(c, o->cert, e);
 	if (strcmp(o->action, "export") == 0)
 		return pki_ca_export(c, o->out, e);
+	if (strcmp(o->action, "rollover") == 0) {
+		struct engine_opts eo;
+
+		memset(&eo, 0, sizeof(eo));
+		return engine_ca_rollover(c, o->stage, &eo, stdout, e);
+	}
 	if (pki_ca_init(c, e) != 0)
 		return e->code;
 	log_info("created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
@@ -177,7 +213,7 @@ ca_run(
 int
 cli_ca(int argc, char **argv)
 {
-	struct ca_opts o = {NULL, NULL, NULL, NULL};
+	struct ca_opts o = {NULL, NULL, NULL, NULL, -1};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
 	int rc;

@@ -120,8 +120,8 @@ out:
 
 int
 engine_issue_app(const struct dbpki_cluster *c, const char *role,
-    const char *dir, const char *dbname, struct pki_entry *ent, char *prev,
-    struct dbpki_err *e)
+    const char *dir, const char *dbname, int renew_with_cluster,
+    struct pki_entry *ent, char *prev, struct dbpki_err *e)
 {
 	struct engine_lock lock = {.fd = -1};
 	int rc;
@@ -131,6 +131,12 @@ engine_issue_app(const struct dbpki_cluster *c, const char *role,
 	    0)
 		return rc;
 	rc = pki_issue_app(c, role, dir, dbname, ent, prev, e);
+	if (rc == 0 && (rc = pki_app_mark(
+			    c, role, dir, dbname, renew_with_cluster, e)) != 0)
+		err_wrap(e,
+		    "%s's certificate was issued, but whether renew reissues "
+		    "it could not be recorded",
+		    role);
 	engine_lock_release(&lock);
 	return rc;
 }

@@ -135,6 +135,8 @@ engine_plan(const struct dbpki_cluster *c, const char *name, FILE *out,
 	    "cluster %s, platform %s, %d node(s); release id would be "
 	    "%s\nnothing below has been done: this is a plan\n",
 	    c->name, cfg_platform_name(c->platform), c->n_nodes, r->release_id);
+	/* Names clients dial that the store's certificates lack. */
+	engine_san_plan(out, c);
 	for (k = 0; k < pb->n_steps && rc == 0; k++)
 		rc = print_step(out, r, k, e);
 out:

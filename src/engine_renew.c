@@ -31,6 +31,8 @@ struct due {
 	const struct survey_cert *bad; /* first unreadable node */
 	char reasons[DUE_REASONS][480];
 	int n;
+	/* application certificates due that renew does not reissue */
+	char apps[400];
 };
 
 static void due_add(struct due *d, const char *fmt, ...)
@@ -231,15 +233,16 @@ warn_config(const struct dbpki_cluster *c)
 
 static int
 nothing_due(FILE *out, const struct dbpki_cluster *c,
-    const struct engine_opts *o, const struct survey *s)
+    const struct engine_opts *o, const struct survey *s, const char *apps)
 {
-	char first[320], rb[32], text[512];
+	char first[320], rb[32], text[1024];
 
 	earliest_text(s, first, sizeof(first));
 	engine_duration(c->renew_before, rb, sizeof(rb));
 	snprintf(text, sizeof(text),
-	    "nothing to renew: the earliest expiry is %s; renew_before is %s",
-	    first, rb);
+	    "nothing to renew: the earliest expiry is %s; renew_before is "
+	    "%s%s",
+	    first, rb, apps);
 	print_result(out, c, o->json, "nothing-due", text, s);
 	return 0;
 }
@@ -349,10 +352,10 @@ explain_failure(const struct dbpki_cluster *c, const struct engine_opts *o,
 
 static void
 report_success(FILE *out, const struct dbpki_cluster *c,
-    const struct engine_opts *o, struct survey *after)
+    const struct engine_opts *o, struct survey *after, const char *apps)
 {
 	struct dbpki_err se;
-	char first[320], text[512];
+	char first[320], text[1024];
 	int ok;
 
 	err_clear(&se);
@@ -362,9 +365,119 @@ report_success(FILE *out, const struct dbpki_cluster *c,
 		earliest_text(after, first, sizeof(first));
 	snprintf(text, sizeof(text),
 	    "renewed: every database node serves its new certificate and "
-	    "every replica streams; the earliest expiry is now %s",
-	    first);
+	    "every replica streams; the earliest expiry is now %s%s",
+	    first, apps);
 	print_result(out, c, o->json, "renewed", text, ok ? after : NULL);
+}
+
+/* ---- application certificates (docs/revocation.md) ---------------------- */
+
+/* One app certificate reissued: say so, where the new files went. */
+static void
+app_report(FILE *out, const struct dbpki_cluster *c,
+    const struct engine_opts *o, const struct pki_app_rec *rec,
+    const struct pki_entry *ent, int rewrote)
+{
+	char text[4 * CFG_PATH];
+
+	if (rewrote)
+		snprintf(text, sizeof(text),
+		    "renewed application certificate %s: serial %s until "
+		    "%s; rewrote %s (dbca.crt, client.crt, client.key 0600, "
+		    "pg_service.conf)",
+		    rec->role, ent->serial, ent->not_after, rec->dir);
+	else
+		snprintf(text, sizeof(text),
+		    "renewed application certificate %s: serial %s until "
+		    "%s; %s no longer exists: hand over %s/issued/%s.crt and "
+		    "keys/%s.key yourself",
+		    rec->role, ent->serial, ent->not_after, rec->dir,
+		    c->state_dir, ent->serial, ent->serial);
+	if (!o->json) {
+		fprintf(out, "%s\n", text);
+		return;
+	}
+	fprintf(out,
+	    "{\"event\":\"renew-app\",\"role\":\"%s\",\"serial\":"
+	    "\"%s\",\"not_after\":\"%s\",\"rewritten\":%s,\"dir\":",
+	    rec->role, ent->serial, ent->not_after, rewrote ? "true" : "false");
+	log_json_string(out, rec->dir);
+	fprintf(out, ",\"msg\":");
+	log_json_string(out, text);
+	fprintf(out, "}\n");
+}
+
+static const struct pki_app_rec *
+app_rec_of(const struct pki_app_rec *v, size_t n, const char *role)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i].role, role) == 0)
+			return &v[i];
+	return NULL;
+}
+
+/* An app certificate renew leaves alone but that is due: into d->apps. */
+static void
+app_note(struct due *d, const struct pki_entry *ent, int64_t na, int64_t now)
+{
+	size_t len = strlen(d->apps);
+	char day[32];
+
+	day_of(na, day);
+	snprintf(d->apps + len, sizeof(d->apps) - len, "%s%s %s (%lld days)",
+	    len ? ", "
+		: "; application certificates within renew_before "
+		  "that renew does not reissue (issue-client "
+		  "--renew-with-cluster): ",
+	    ent->node, day, (long long)((na - now) / 86400));
+}
+
+/* App certificates are signed by dbca and trusted by every node already:
+ * reissuing one needs no node, so it happens whether or not the cluster
+ * itself is due.  Those recorded with --renew-with-cluster are reissued
+ * when due (or forced); the others are only named in the result line. */
+static int
+renew_apps(FILE *out, const struct dbpki_cluster *c,
+    const struct engine_opts *o, int64_t now, struct due *d,
+    struct dbpki_err *e)
+{
+	struct pki_index idx = {0};
+	struct pki_app_rec *recs = NULL;
+	const struct pki_app_rec *rec;
+	struct pki_entry ent;
+	char prev[PKI_SERIAL_HEX];
+	size_t nr = 0, i;
+	int64_t na;
+	int rc, rewrote;
+
+	if ((rc = pki_index_load(c, &idx, e)) != 0 ||
+	    (rc = pki_app_recs_load(c, &recs, &nr, e)) != 0)
+		goto out;
+	for (i = 0; i < idx.n && rc == 0; i++) {
+		const struct pki_entry *x = &idx.v[i];
+
+		if (x->status != PKI_ACTIVE || strcmp(x->kind, "app") != 0 ||
+		    pki_iso8601_parse(x->not_after, &na) != 0)
+			continue;
+		rec = app_rec_of(recs, nr, x->node);
+		if (!o->force && na - now > c->renew_before)
+			continue;
+		if (rec == NULL) {
+			if (na - now <= c->renew_before)
+				app_note(d, x, na, now);
+			continue;
+		}
+		/* the index is rewritten by the reissue: x is our copy's */
+		if ((rc = pki_app_reissue(c, rec, &ent, prev, &rewrote, e)) ==
+		    0)
+			app_report(out, c, o, rec, &ent, rewrote);
+	}
+out:
+	free(recs);
+	pki_index_free(&idx);
+	return rc;
 }
 
 /* ---- the run ------------------------------------------------------------ */
@@ -398,7 +511,7 @@ renew_due(FILE *out, const struct dbpki_cluster *c, const struct engine_opts *o,
 		return rc != 0 ? rc
 			       : err_set(e, DBPKI_E_NOMEM, "out of memory");
 	if (rc == 0)
-		report_success(out, c, o, after);
+		report_success(out, c, o, after, d->apps);
 	else
 		explain_failure(c, o, before, after, e);
 	free(after);
@@ -459,10 +572,11 @@ renew_locked(FILE *out, const struct dbpki_cluster *c,
 		goto out;
 	}
 	if ((rc = unfinished_renew(c, &d, e)) < 0 ||
-	    (rc = crl_due(c, &d, e)) != 0)
+	    (rc = crl_due(c, &d, e)) != 0 ||
+	    (rc = renew_apps(out, c, o, s->now, &d, e)) != 0)
 		goto out;
 	if (!o->force && !d.expiry && !d.drift) {
-		rc = nothing_due(out, c, o, s);
+		rc = nothing_due(out, c, o, s, d.apps);
 		goto out;
 	}
 	rc = renew_due(out, c, o, &d, s, e);

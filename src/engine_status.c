@@ -17,6 +17,7 @@ struct node_status {
 	struct pg_probe probe;
 	const struct pg_repl *repl; /* the primary's view of this replica */
 	int problem;
+	struct san_status san; /* dialled names, libpq (engine_san.c) */
 };
 
 struct status_job {
@@ -40,6 +41,8 @@ probe_one(int i, void *arg)
 	s->ssh_ok = ssh_connect(n, &conn, &e) == 0;
 	if (!s->ssh_ok)
 		snprintf(s->ssh_err, sizeof(s->ssh_err), "%.200s", e.msg);
+	/* Before closing: a client node is asked for its libpq version. */
+	engine_san_status(j->c, n, s->ssh_ok ? conn : NULL, &s->san);
 	ssh_close(conn);
 	if (!cfg_is_database(n) || !j->have_files)
 		return;
@@ -61,6 +64,9 @@ judge(const struct dbpki_cluster *c, struct status_job *j,
 		struct node_status *s = &j->st[i];
 
 		s->problem = !s->ssh_ok;
+		/* verify-full by that name or address fails for clients */
+		if (s->san.gap.n_missing > 0)
+			s->problem = 1;
 		if (!cfg_is_database(n))
 			continue;
 		if (!s->pg_ok ||
@@ -76,6 +82,36 @@ judge(const struct dbpki_cluster *c, struct status_job *j,
 		    strcmp(s->repl->state, "streaming") != 0 || !s->repl->ssl)
 			s->problem = 1;
 	}
+}
+
+/* Where a CA rollover stands (docs/ca-rollover.md): one line, or one
+ * JSON member, when the store has rollover state. */
+static void
+print_rollover(FILE *out, const struct dbpki_cluster *c, int json)
+{
+	struct pki_rollover ro;
+	struct dbpki_err e;
+	char line[256];
+
+	err_clear(&e);
+	if (pki_rollover_load(c, &ro, &e) != 0) {
+		if (!json)
+			fprintf(out, "CA rollover: unknown (%.200s)\n", e.msg);
+		return;
+	}
+	if (!ro.active)
+		return;
+	if (json) {
+		fprintf(out,
+		    ",\"ca_rollover\":{\"done\":%d,\"of\":%d,"
+		    "\"new_serial\":\"%s\",\"old_serial\":\"%s\","
+		    "\"started\":\"%s\"}",
+		    ro.done, PKI_ROLLOVER_STAGES, ro.new_serial, ro.old_serial,
+		    ro.started);
+		return;
+	}
+	pki_rollover_describe(&ro, line, sizeof(line));
+	fprintf(out, "%s\n", line);
 }
 
 static void
@@ -115,6 +151,7 @@ print_text(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 			fprintf(out, "    ssh: %s\n", s->ssh_err);
 		if (cfg_is_database(n) && !s->pg_ok && s->pg_err[0] != '\0')
 			fprintf(out, "    postgres: %s\n", s->pg_err);
+		engine_san_status_text(out, c, n, &s->san);
 	}
 }
 
@@ -160,9 +197,12 @@ print_json(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 			    s->repl->ssl ? "true" : "false",
 			    (long long)s->repl->replay_lag_bytes);
 		}
+		engine_san_status_json(out, n, &s->san);
 		fputc('}', out);
 	}
-	fprintf(out, "]}\n");
+	fprintf(out, "]");
+	print_rollover(out, c, 1);
+	fprintf(out, "}\n");
 }
 
 static int
@@ -205,8 +245,10 @@ engine_status(
 	judge(c, j, rows, nrows, util_now() + c->renew_before);
 	if (json)
 		print_json(out, c, j);
-	else
+	else {
 		print_text(out, c, j);
+		print_rollover(out, c, 0);
+	}
 	for (i = 0; i < c->n_nodes; i++)
 		problems += j->st[i].problem;
 	if (problems > 0)

@@ -86,17 +86,20 @@ static int
 survey_ca(const struct dbpki_cluster *c, struct survey *s,
     STACK_OF(X509) * *trust, int64_t *ca_na, struct dbpki_err *e)
 {
-	char p[CFG_PATH];
+	char p[CFG_PATH], rel[64];
 	struct stat st;
 	X509 *ca = NULL;
-	int r;
+	int r, rolling;
 
 	/* Also the friendly "no CA; run: dbpki ca init" error. */
 	if ((r = pki_ca_load_cert(c, &ca, e)) != 0)
 		return r;
 	*ca_na = pki_cert_not_after(ca);
 	X509_free(ca);
-	if ((r = survey_bundle(c, s, "ca/dbca.crt", "", trust, e)) != 0)
+	/* During a CA rollover the nodes trust its bundle, and a served
+	 * certificate from the new CA is as good as one from the old. */
+	if ((r = pki_rollover_trust_rel(c, rel, &rolling, e)) != 0 ||
+	    (r = survey_bundle(c, s, rel, "", trust, e)) != 0)
 		return r;
 	if (pki_store_path(c, p, SURVEY_TRUSTED) != 0 || lstat(p, &st) != 0)
 		return 0;

@@ -299,3 +299,200 @@ out:
 	app_free(&a);
 	return r;
 }
+
+/* ---- applications that `renew` keeps renewed ----------------------------
+ *
+ * state_dir/app-renew.tsv: one line per role recorded with `issue-client
+ * --renew-with-cluster`: role, the --out directory (absolute), dbname.
+ * Rewritten whole and atomically, like index.tsv. */
+
+#define APP_RENEW_FILE "app-renew.tsv"
+#define APP_RENEW_MAX  (64 * 1024 * 1024)
+
+static int
+rec_parse(const struct dbpki_cluster *c, char *line, int lineno,
+    struct pki_app_rec *r, struct dbpki_err *e)
+{
+	char *dir, *db;
+
+	if ((dir = strchr(line, '\t')) == NULL ||
+	    (db = strchr(dir + 1, '\t')) == NULL)
+		goto bad;
+	*dir++ = '\0';
+	*db++ = '\0';
+	if (!pki_valid_role(line) || !util_valid_abspath(dir) ||
+	    !pki_valid_role(db) ||
+	    util_fmt(r->role, sizeof(r->role), "%s", line) != 0 ||
+	    util_fmt(r->dir, sizeof(r->dir), "%s", dir) != 0 ||
+	    util_fmt(r->dbname, sizeof(r->dbname), "%s", db) != 0)
+		goto bad;
+	return 0;
+bad:
+	return err_set(e, DBPKI_E_CONFIG,
+	    "%s/%s:%d: expected role, directory and database name, "
+	    "tab-separated",
+	    c->state_dir, APP_RENEW_FILE, lineno);
+}
+
+int
+pki_app_recs_load(const struct dbpki_cluster *c, struct pki_app_rec **v,
+    size_t *n, struct dbpki_err *e)
+{
+	char p[CFG_PATH], *text = NULL, *line, *save = NULL;
+	size_t len = 0, cap = 0;
+	int r = 0, lineno = 0;
+
+	*v = NULL;
+	*n = 0;
+	if (pki_store_path(c, p, APP_RENEW_FILE) != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if (access(p, F_OK) != 0 && errno == ENOENT)
+		return 0;
+	if ((r = util_read_file(
+		 p, APP_RENEW_MAX, UTIL_RF_NOSYMLINK, &text, &len, e)) != 0)
+		return r;
+	for (line = strtok_r(text, "\n", &save); line != NULL && r == 0;
+	     line = strtok_r(NULL, "\n", &save)) {
+		lineno++;
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		if (*n == cap) {
+			struct pki_app_rec *nv;
+
+			cap = cap ? 2 * cap : 8;
+			if ((nv = realloc(*v, cap * sizeof(*nv))) == NULL) {
+				r = err_set(e, DBPKI_E_NOMEM, "out of memory");
+				break;
+			}
+			*v = nv;
+		}
+		if ((r = rec_parse(c, line, lineno, &(*v)[*n], e)) == 0)
+			(*n)++;
+	}
+	free(text);
+	if (r != 0) {
+		free(*v);
+		*v = NULL;
+		*n = 0;
+	}
+	return r;
+}
+
+static int
+recs_save(const struct dbpki_cluster *c, const struct pki_app_rec *v, size_t n,
+    struct dbpki_err *e)
+{
+	char p[CFG_PATH], *text = NULL;
+	size_t len = 0, i;
+	FILE *f;
+	int r;
+
+	if (pki_store_path(c, p, APP_RENEW_FILE) != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if ((f = open_memstream(&text, &len)) == NULL)
+		return err_sys(e, "cannot build %s", p);
+	fprintf(f,
+	    "# dbpki: application certificates that dbpki renew reissues "
+	    "(issue-client --renew-with-cluster)\n# role\tdirectory\tdbname\n");
+	for (i = 0; i < n; i++)
+		fprintf(f, "%s\t%s\t%s\n", v[i].role, v[i].dir, v[i].dbname);
+	if (fclose(f) != 0) {
+		free(text);
+		return err_sys(e, "cannot build %s", p);
+	}
+	r = util_write_atomic(p, text, len, 0600, e);
+	free(text);
+	return r;
+}
+
+int
+pki_app_mark(const struct dbpki_cluster *c, const char *role, const char *dir,
+    const char *dbname, int on, struct dbpki_err *e)
+{
+	struct pki_app_rec *v = NULL, *nv;
+	size_t n = 0, i, k = 0;
+	char d[CFG_PATH];
+	int r;
+
+	if ((r = abs_dir(dir, d, e)) != 0 ||
+	    (r = pki_app_recs_load(c, &v, &n, e)) != 0)
+		return r;
+	/* The latest issue-client decides: drop the role's old line. */
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i].role, role) != 0)
+			v[k++] = v[i];
+	if (on) {
+		if ((nv = realloc(v, (k + 1) * sizeof(*v))) == NULL) {
+			free(v);
+			return err_set(e, DBPKI_E_NOMEM, "out of memory");
+		}
+		v = nv;
+		memset(&v[k], 0, sizeof(v[k]));
+		util_fmt(v[k].role, sizeof(v[k].role), "%s", role);
+		util_fmt(v[k].dir, sizeof(v[k].dir), "%s", d);
+		util_fmt(v[k].dbname, sizeof(v[k].dbname), "%s", dbname);
+		k++;
+	}
+	r = (k == n && !on) ? 0 : recs_save(c, v, k, e);
+	free(v);
+	return r;
+}
+
+/* Replace each file of the handed-over directory atomically.  The set is
+ * not one atomic change: a connection that starts in the instant between
+ * client.crt and client.key fails once, the next one works. */
+static int
+app_rewrite(const struct dbpki_cluster *c, const struct pki_app_rec *rec,
+    const struct app *a, struct dbpki_err *e)
+{
+	char p[CFG_PATH], *svc = NULL;
+	size_t slen = 0, i;
+	int r;
+
+	if ((r = service_text(
+		 c, rec->role, rec->dir, rec->dbname, a, &svc, &slen, e)) != 0)
+		return r;
+	const void *data[N_BUNDLE] = {a->capem, a->kpem, a->cpem, svc};
+	const char *names[N_BUNDLE] = {
+	    "dbca.crt", "client.key", "client.crt", "pg_service.conf"};
+	size_t lens[N_BUNDLE] = {a->calen, a->klen, a->clen, slen};
+	mode_t modes[N_BUNDLE] = {0644, 0600, 0644, 0644};
+
+	for (i = 0; i < N_BUNDLE && r == 0; i++)
+		if (util_fmt(p, sizeof(p), "%s/%s", rec->dir, names[i]) != 0)
+			r = err_set(
+			    e, DBPKI_E_CONFIG, "%s: path too long", rec->dir);
+		else
+			r = util_write_atomic(p, data[i], lens[i], modes[i], e);
+	free(svc);
+	return r;
+}
+
+int
+pki_app_reissue(const struct dbpki_cluster *c, const struct pki_app_rec *rec,
+    struct pki_entry *ent, char prev[PKI_SERIAL_HEX], int *rewrote,
+    struct dbpki_err *e)
+{
+	struct app a;
+	struct stat st;
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	*rewrote = 0;
+	if ((r = app_build(c, rec->role, &a, e)) != 0 ||
+	    (r = app_record(c, rec->role, &a, ent, prev, e)) != 0)
+		goto out;
+	/* Only a real directory: a symlink put there since is not followed. */
+	if (lstat(rec->dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		goto out;
+	if ((r = app_rewrite(c, rec, &a, e)) != 0)
+		err_wrap(e,
+		    "the new certificate %s for %s is recorded in the store, "
+		    "but %s could not be rewritten",
+		    a.serial, rec->role, rec->dir);
+	else
+		*rewrote = 1;
+out:
+	app_free(&a);
+	return r;
+}

@@ -11,6 +11,7 @@ struct row {
 	const struct pki_entry *ent;
 	int64_t not_after;
 	const struct pki_revoked *rv; /* revoked: when and why, if known */
+	int renew; /* app: issue-client --renew-with-cluster (app-renew.tsv) */
 };
 
 /* Whole days, rounded towards minus infinity: an hour past expiry is -1. */
@@ -58,6 +59,8 @@ print_text(FILE *out, const struct row *v, size_t n, int64_t now)
 		    v[i].rv->reason != PKI_REASON_UNSPECIFIED)
 			fprintf(out, "  (%s)",
 			    pki_crl_reason_name(v[i].rv->reason));
+		if (v[i].renew)
+			fprintf(out, "  [renew-with-cluster]");
 		fputc('\n', out);
 	}
 }
@@ -90,6 +93,9 @@ print_json(FILE *out, const struct row *v, size_t n, int64_t now)
 		json_field(out, "not_after", ent->not_after, 0);
 		fprintf(
 		    out, ",\"days_left\":%lld", days_left(v[i].not_after, now));
+		if (strcmp(ent->kind, "app") == 0)
+			fprintf(out, ",\"renew_with_cluster\":%s",
+			    v[i].renew ? "true" : "false");
 		if (v[i].rv != NULL) {
 			util_iso8601(v[i].rv->when, when);
 			json_field(out, "revoked_at", when, 0);
@@ -99,6 +105,20 @@ print_json(FILE *out, const struct row *v, size_t n, int64_t now)
 		fprintf(out, "}%s\n", i + 1 < n ? "," : "");
 	}
 	fputs("]\n", out);
+}
+
+/* Is the active app certificate of role recorded for renew? */
+static int
+renewed(const struct pki_entry *ent, const struct pki_app_rec *recs, size_t nr)
+{
+	size_t k;
+
+	if (ent->status != PKI_ACTIVE || strcmp(ent->kind, "app") != 0)
+		return 0;
+	for (k = 0; k < nr; k++)
+		if (strcmp(recs[k].role, ent->node) == 0)
+			return 1;
+	return 0;
 }
 
 static const struct pki_revoked *
@@ -118,14 +138,16 @@ pki_list_print(const struct dbpki_cluster *c, const struct pki_list_filter *f,
 {
 	struct pki_index idx = {0};
 	struct pki_revoked *det = NULL;
+	struct pki_app_rec *recs = NULL;
 	struct row *v = NULL;
 	int64_t now = util_now(), na;
-	size_t nd = 0, n = 0, i;
+	size_t nd = 0, n = 0, nr = 0, i;
 	int r;
 
 	*n_out = 0;
 	if ((r = pki_index_load(c, &idx, e)) != 0 ||
-	    (r = pki_revoked_load(c, &det, &nd, e)) != 0)
+	    (r = pki_revoked_load(c, &det, &nd, e)) != 0 ||
+	    (r = pki_app_recs_load(c, &recs, &nr, e)) != 0)
 		goto out;
 	if ((v = calloc(idx.n + 1, sizeof(*v))) == NULL) {
 		r = err_set(e, DBPKI_E_NOMEM, "out of memory");
@@ -143,6 +165,7 @@ pki_list_print(const struct dbpki_cluster *c, const struct pki_list_filter *f,
 			continue;
 		v[n].ent = &idx.v[i];
 		v[n].not_after = na;
+		v[n].renew = renewed(&idx.v[i], recs, nr);
 		if (idx.v[i].status == PKI_REVOKED)
 			v[n].rv = details(det, nd, idx.v[i].serial);
 		n++;
@@ -155,6 +178,7 @@ pki_list_print(const struct dbpki_cluster *c, const struct pki_list_filter *f,
 out:
 	free(v);
 	free(det);
+	free(recs);
 	pki_index_free(&idx);
 	return r;
 }

@@ -96,8 +96,10 @@ pki_release_build(const struct dbpki_cluster *c, const struct cfg_node *n,
 
 	memset(rel, 0, sizeof(*rel));
 	/* dbca.crt is the trust bundle: dbca, or the imported chain after
-	 * `ca import` (docs/corporate-ca.md); serial: its root's. */
-	if ((r = pki_trust_file(c, p, serial, e)) != 0)
+	 * `ca import` (docs/corporate-ca.md); serial: its root's.  During a
+	 * CA rollover: old + new CA, then the new one (docs/ca-rollover.md). */
+	if ((r = pki_trust_file(c, p, serial, e)) != 0 ||
+	    (r = pki_rollover_trust_file(c, p, serial, e)) != 0)
 		return r;
 	if ((r = add_file(rel, "dbca.crt", p, 0644, serial, e)) != 0 ||
 	    (r = pki_index_load(c, &idx, e)) != 0)

@@ -312,12 +312,20 @@ pki_ca_free(struct pki_ca *ca)
 	free(ca);
 }
 
+/* The signing CA's files: ca/, or ca/next/ from stage 2 of a CA rollover
+ * until its stage 3 (docs/ca-rollover.md), so issue and renew sign with
+ * the CA the rollover has reached. */
 static int
 ca_paths(const struct dbpki_cluster *c, char crt[CFG_PATH], char key[CFG_PATH],
     struct dbpki_err *e)
 {
-	if (pki_store_path(c, crt, "ca/dbca.crt") != 0 ||
-	    pki_store_path(c, key, "ca/dbca.key") != 0)
+	char dir[16];
+	int r;
+
+	if ((r = pki_rollover_ca_dir(c, dir, e)) != 0)
+		return r;
+	if (pki_store_path(c, crt, "%s/dbca.crt", dir) != 0 ||
+	    pki_store_path(c, key, "%s/dbca.key", dir) != 0)
 		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
 	return 0;
 }

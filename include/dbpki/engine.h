@@ -102,9 +102,26 @@ int engine_rotate(
 /* Per node: SSH reachable, role seen through libpq, served certificate
  * (serial, days left), TLS, and replication state and lag.  Text or one
  * JSON object on out.  DBPKI_E_VERIFY when any node needs attention (down,
- * wrong role, expiring within renew_before, replica not streaming). */
+ * wrong role, expiring within renew_before, replica not streaming, or
+ * serving a certificate without a name or address clients dial).  A
+ * client node's libpq older than 15 is a warning only (engine_san.c). */
 int engine_status(
     const struct dbpki_cluster *c, int json, FILE *out, struct dbpki_err *e);
+
+/* ---- CA rollover (engine_rollover.c, docs/ca-rollover.md) -------------- */
+
+/* `ca rollover`, postgres only, dbca only (not after `ca import`, not
+ * with a CRL).  Under the lock, stage 1..3 (stage 0: every stage not done
+ * yet, in a row): 1 a new CA beside the old, every node trusts both;
+ * 2 every leaf reissued by the new CA; 3 the old CA leaves the bundles and
+ * the store's dbca becomes the new one (the old one archived).  Each stage
+ * ships releases through playbooks/ca-rollover.ini (switch, reload,
+ * verify; rollback on failure) and, from stage 2, reads what every
+ * database node serves and requires it to chain to the new CA.  A stage
+ * whose predecessor is not done: DBPKI_E_USAGE naming the stage to run,
+ * nothing changed.  One result line per stage on out. */
+int engine_ca_rollover(const struct dbpki_cluster *c, int stage,
+    const struct engine_opts *o, FILE *out, struct dbpki_err *e);
 
 /* ---- renew and check (engine_renew.c, engine_check.c) ------------------ */
 
@@ -170,9 +187,10 @@ int engine_revoke(const struct dbpki_cluster *c,
     struct dbpki_err *e);
 
 /* `issue-client`: pki_issue_app under the lock.  prev: PKI_SERIAL_HEX
- * bytes. */
+ * bytes.  renew_with_cluster: record the role for `renew` to reissue
+ * (pki_app_mark; without it an earlier record is dropped). */
 int engine_issue_app(const struct dbpki_cluster *c, const char *role,
-    const char *dir, const char *dbname, struct pki_entry *ent, char *prev,
-    struct dbpki_err *e);
+    const char *dir, const char *dbname, int renew_with_cluster,
+    struct pki_entry *ent, char *prev, struct dbpki_err *e);
 
 #endif

@@ -151,4 +151,71 @@ void engine_survey_describe(
 /* "30d", "12h", "90m", "45s": the largest unit that divides secs. */
 void engine_duration(int64_t secs, char *out, size_t outsz);
 
+/* ---- names clients dial and the libpq that dials them (engine_san.c) ---- */
+
+/* libpq matches an IP address it dials against the certificate's IP SANs
+ * since PostgreSQL 15 (commit c1932e5, April 2022); before, only against
+ * the CN or a dNSName that spells the address, so dbpki's certificates
+ * (the address as an iPAddress SAN) are refused under verify-full. */
+#define ENGINE_LIBPQ_IP_SAN 15
+#define ENGINE_SAN_SHOWN    8
+
+/* Which names clients dial that one certificate lacks. */
+struct san_gap {
+	int checked; /* a certificate was read and compared */
+	int n_missing;
+	struct {
+		char name[CFG_HOST + 8]; /* "IP:10.0.0.12", "DNS:db1.example" */
+		const char *why;         /* "dialled as its address", ... */
+	} miss[ENGINE_SAN_SHOWN];
+};
+
+/* What status learns per node beyond its own checks. */
+struct san_status {
+	struct san_gap gap; /* database node: the served certificate */
+	char libpq[128];    /* client node: its psql/pg_config --version */
+	int libpq_major;    /* 0: unknown */
+	int libpq_minor;
+	int libpq_ip_refused; /* old libpq while addresses are dialled */
+};
+
+/* The names clients dial for node n — its host, its address, every
+ * [server] extra_san — that x does not cover. */
+void engine_san_check(const struct dbpki_cluster *c, const struct cfg_node *n,
+    X509 *x, struct san_gap *g);
+
+/* "IP:10.0.0.12 (dialled as its address), DNS:x (...)" */
+void engine_san_list(const struct san_gap *g, char *out, size_t outsz);
+
+/* Parse a version line ("psql (PostgreSQL) 13.9", "PostgreSQL 15.5
+ * (Debian 15.5-0+deb12u1)", "psql (PostgreSQL) 16beta1").  0, or -1 when
+ * no PostgreSQL version is in it. */
+int engine_libpq_parse(const char *s, int *major, int *minor);
+
+/* 1 when a client with libpq `major` (0 = unknown: no) is refused under
+ * verify-full when it dials one of n_ip IP addresses of the cluster. */
+int engine_libpq_ip_refused(int major, int n_ip);
+
+/* How many IP addresses clients of c may dial: database nodes' addresses
+ * and IP literals in [server] extra_san. */
+int engine_san_ip_targets(const struct dbpki_cluster *c);
+
+/* status: fill s for node n — the served certificate (pg_peek_cert,
+ * also an expired or untrusted one) of a database node; the libpq
+ * version of a client node over conn (NULL: not reachable). */
+void engine_san_status(const struct dbpki_cluster *c, const struct cfg_node *n,
+    struct ssh_conn *conn, struct san_status *s);
+
+/* status: the node's warning lines (text), or its JSON fields (each
+ * preceded by a comma). */
+void engine_san_status_text(FILE *out, const struct dbpki_cluster *c,
+    const struct cfg_node *n, const struct san_status *s);
+void engine_san_status_json(
+    FILE *out, const struct cfg_node *n, const struct san_status *s);
+
+/* plan: warn about every database node whose server certificate in the
+ * store (what its release would carry) lacks a dialled name.  Reads the
+ * store only. */
+void engine_san_plan(FILE *out, const struct dbpki_cluster *c);
+
 #endif

@@ -249,6 +249,85 @@ int pki_store_record_signed(
 int pki_ca_archive(
     const struct dbpki_cluster *c, char out[CFG_PATH], struct dbpki_err *e);
 
+/* ---- CA rollover (pki_rollover.c, docs/ca-rollover.md) ----------------
+ *
+ * A new dbca is created beside the old one (ca/next/dbca.{crt,key}); the
+ * nodes first trust both (ca/rollover/bundle.pem shipped as dbca.crt),
+ * then get leaves from the new CA, then trust only the new one, and the
+ * store's dbca becomes the new CA (the old one archived).  The progress is
+ * ca/rollover/state, written atomically. */
+
+#define PKI_ROLLOVER_STATE  "ca/rollover/state"
+#define PKI_ROLLOVER_BUNDLE "ca/rollover/bundle.pem"
+#define PKI_ROLLOVER_NEXT   "ca/next"
+#define PKI_ROLLOVER_STAGES 3
+
+struct pki_rollover {
+	int active;          /* a state file exists */
+	int done;            /* stages done, 0..3 */
+	int signer_new;      /* leaves are signed by the new CA (stage 2 on) */
+	int bundle_new_only; /* releases trust only the new CA (stage 3 on) */
+	char old_serial[PKI_SERIAL_HEX], new_serial[PKI_SERIAL_HEX];
+	char started[32]; /* ISO 8601 UTC */
+};
+
+/* Parse / format the state file.  Parse is strict: every key once, no
+ * unknown key, values in range, flags consistent with `done`.
+ * DBPKI_E_CONFIG naming `what`:line.  Format returns the length, -1 when
+ * out is too small. */
+int pki_rollover_parse(const char *buf, size_t len, const char *what,
+    struct pki_rollover *out, struct dbpki_err *e);
+int pki_rollover_format(
+    const struct pki_rollover *ro, char *out, size_t outsz);
+
+/* Read state_dir/ca/rollover/state (missing: ro->active = 0) / write it
+ * atomically (0644). */
+int pki_rollover_load(
+    const struct dbpki_cluster *c, struct pki_rollover *ro, struct dbpki_err *e);
+int pki_rollover_save(const struct dbpki_cluster *c,
+    const struct pki_rollover *ro, struct dbpki_err *e);
+
+/* 1 while a rollover is under way (state present, fewer than 3 done). */
+int pki_rollover_running(const struct pki_rollover *ro);
+
+/* "CA rollover: stage N of 3 done (new CA serial S, started T)". */
+void pki_rollover_describe(
+    const struct pki_rollover *ro, char *out, size_t outsz);
+
+/* The trust bundle old + new (old first, new last), PEM.  *out is a heap
+ * buffer the caller frees. */
+int pki_rollover_bundle(X509 *oldca, X509 *newca, unsigned char **out,
+    size_t *len, struct dbpki_err *e);
+
+/* Where the signing CA's files are, relative to state_dir: "ca", or
+ * "ca/next" once stage 2 began and until stage 3 finished. */
+int pki_rollover_ca_dir(
+    const struct dbpki_cluster *c, char dir[16], struct dbpki_err *e);
+
+/* What releases ship as dbca.crt, relative to state_dir: during a
+ * rollover the bundle (stages 1-2) or the new CA alone (stage 3); else
+ * "ca/dbca.crt".  *rollover: 1 when a rollover decided it. */
+int pki_rollover_trust_rel(const struct dbpki_cluster *c, char rel[64],
+    int *rollover, struct dbpki_err *e);
+
+/* For pki_release_build: during a rollover replace path and serial (the
+ * newest CA's) with the rollover's bundle; else leave them. */
+int pki_rollover_trust_file(const struct dbpki_cluster *c, char path[CFG_PATH],
+    char serial[PKI_SERIAL_HEX], struct dbpki_err *e);
+
+/* Stage 1's store part: create the new CA in ca/next (or keep the one an
+ * interrupted stage 1 made), write the bundle, and a fresh state (done 0)
+ * unless a rollover is already under way.  *ro: the state now. */
+int pki_rollover_begin(
+    const struct dbpki_cluster *c, struct pki_rollover *ro, struct dbpki_err *e);
+
+/* Stage 3's store part, idempotent: archive the old dbca
+ * (pki_ca_archive), move ca/next/dbca.* to ca/, record the new CA in the
+ * index, state done 3.  archived: the archive directory, or "" when an
+ * earlier, interrupted run archived it. */
+int pki_rollover_finish(const struct dbpki_cluster *c, struct pki_rollover *ro,
+    char archived[CFG_PATH], struct dbpki_err *e);
+
 /* ---- issuing (pki_issue.c) --------------------------------------------- */
 
 /* What the inventory needs: fill spec for a node's server certificate
@@ -562,5 +641,35 @@ int pki_valid_role(const char *s);
 int pki_issue_app(const struct dbpki_cluster *c, const char *role,
     const char *dir, const char *dbname, struct pki_entry *ent,
     char prev[PKI_SERIAL_HEX], struct dbpki_err *e);
+
+/* ---- applications renewed by `renew` (pki_app.c, docs/revocation.md) ---
+ *
+ * state_dir/app-renew.tsv (0600) records the roles issued with
+ * `issue-client --renew-with-cluster`: role, the --out directory
+ * (absolute) and the database name of its pg_service.conf. */
+
+struct pki_app_rec {
+	char role[CFG_NAME];
+	char dir[CFG_PATH];
+	char dbname[CFG_NAME];
+};
+
+/* Every record (a missing file is none).  *v is a heap array the caller
+ * frees.  DBPKI_E_CONFIG names file:line of a malformed line. */
+int pki_app_recs_load(const struct dbpki_cluster *c, struct pki_app_rec **v,
+    size_t *n, struct dbpki_err *e);
+
+/* Record role (on) or forget it (!on): the latest issue-client decides.
+ * A relative dir is taken from the current directory. */
+int pki_app_mark(const struct dbpki_cluster *c, const char *role,
+    const char *dir, const char *dbname, int on, struct dbpki_err *e);
+
+/* `renew`: a new certificate (new key, same CN) for rec->role, recorded
+ * like issue-client does (the previous one superseded; prev its serial);
+ * then, when rec->dir still is a directory (not a symlink), each of its
+ * four files replaced atomically with the same modes (*rewrote = 1). */
+int pki_app_reissue(const struct dbpki_cluster *c,
+    const struct pki_app_rec *rec, struct pki_entry *ent,
+    char prev[PKI_SERIAL_HEX], int *rewrote, struct dbpki_err *e);
 
 #endif
