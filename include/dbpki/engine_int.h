@@ -47,7 +47,7 @@ struct engine_run {
 	int n;
 	struct engine_journal journal;
 	char release_id[64];
-	pthread_mutex_t mu; /* output and journal */
+	pthread_mutex_t mu;            /* output and journal */
 	struct log_progress *progress; /* live lines of the running step */
 };
 

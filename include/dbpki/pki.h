@@ -277,13 +277,12 @@ struct pki_rollover {
  * out is too small. */
 int pki_rollover_parse(const char *buf, size_t len, const char *what,
     struct pki_rollover *out, struct dbpki_err *e);
-int pki_rollover_format(
-    const struct pki_rollover *ro, char *out, size_t outsz);
+int pki_rollover_format(const struct pki_rollover *ro, char *out, size_t outsz);
 
 /* Read state_dir/ca/rollover/state (missing: ro->active = 0) / write it
  * atomically (0644). */
-int pki_rollover_load(
-    const struct dbpki_cluster *c, struct pki_rollover *ro, struct dbpki_err *e);
+int pki_rollover_load(const struct dbpki_cluster *c, struct pki_rollover *ro,
+    struct dbpki_err *e);
 int pki_rollover_save(const struct dbpki_cluster *c,
     const struct pki_rollover *ro, struct dbpki_err *e);
 
@@ -318,8 +317,8 @@ int pki_rollover_trust_file(const struct dbpki_cluster *c, char path[CFG_PATH],
 /* Stage 1's store part: create the new CA in ca/next (or keep the one an
  * interrupted stage 1 made), write the bundle, and a fresh state (done 0)
  * unless a rollover is already under way.  *ro: the state now. */
-int pki_rollover_begin(
-    const struct dbpki_cluster *c, struct pki_rollover *ro, struct dbpki_err *e);
+int pki_rollover_begin(const struct dbpki_cluster *c, struct pki_rollover *ro,
+    struct dbpki_err *e);
 
 /* Stage 3's store part, idempotent: archive the old dbca
  * (pki_ca_archive), move ca/next/dbca.* to ca/, record the new CA in the

@@ -14,8 +14,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    25, 26, 27, 28, 29, 30, 31, 32};
 	struct ssh_kh_lookup out;
 
-	ssh_kh_lookup((const char *)data, size, "node1.lab.test", key,
-	    sizeof(key), &out);
+	ssh_kh_lookup(
+	    (const char *)data, size, "node1.lab.test", key, sizeof(key), &out);
 	ssh_kh_lookup((const char *)data, size, "[127.0.0.1]:2222", key,
 	    sizeof(key), &out);
 	return 0;
