@@ -41,7 +41,7 @@ EOF
 cp "$DBPKI_ROOT/templates/postgres/common.sh" "$LAB/tpl/postgres/"
 cat >"$LAB/tpl/postgres/slow.sh" <<'EOF'
 echo "{{run_id}}" >>"$CERT_DIR/slow-runs"
-sleep 3
+sleep 5
 say "slept"
 echo "$SENTINEL"
 EOF
@@ -56,11 +56,16 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 [ -s "$STATE/lock" ] || fail "the first run never took $STATE/lock"
-# Wait until the slow step is running on the nodes, so that a second run
-# would have something to break.
+# Wait until the slow step is running on every node, so that a second run
+# would have something to break and the holder has finished its uploads
+# (they would otherwise show up as changes between the two snapshots).
 for _ in $(seq 1 100); do
-	[ -s "$LAB/nodes/node1/certs/slow-runs" ] && break
+	[ -s "$LAB/nodes/node1/certs/slow-runs" ] && [ -s "$LAB/nodes/node2/certs/slow-runs" ] &&
+		[ -s "$LAB/nodes/node3/certs/slow-runs" ] && break
 	sleep 0.1
+done
+for n in 1 2 3; do
+	[ -s "$LAB/nodes/node$n/certs/slow-runs" ] || fail "the slow step never started on node$n"
 done
 
 snap() { find "$STATE" "$LAB/nodes" -path '*/pgdata' -prune -o -type f -printf '%p %s %T@\n' 2>/dev/null | grep -v ' /lock ' | sort; }
@@ -100,7 +105,7 @@ pass "only the first run left a journal and ran on the nodes"
 T=$LAB/typescript
 grep -q $'\e\\[[0-9]*A' "$T" || fail "no cursor-up redraw on a terminal"
 grep -aq 'running' "$T" || fail "no running line on a terminal"
-# The step sleeps 3 s: redraws must have shown an elapsed time past 1 s.
+# The step sleeps 5 s: redraws must have shown an elapsed time past 1 s.
 longest=$(grep -aoE 'running +[0-9]+\.[0-9]s' "$T" | grep -oE '[0-9]+\.[0-9]' | sort -n | tail -1)
 awk -v t="${longest:-0}" 'BEGIN { exit !(t >= 1.0) }' || fail "the running lines were not redrawn (longest shown ${longest:-none})"
 for n in node1 node2 node3; do
