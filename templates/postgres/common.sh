@@ -21,6 +21,7 @@ DB_USER={{db_user}}
 PRIMARY_HOST={{primary_host}}
 PRIMARY_ADDRESS={{primary_address}}
 PRIMARY_PORT={{primary_port}}
+REPLICAS={{replicas}}
 SENTINEL={{sentinel}}
 
 PATH="$BINDIR:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -64,6 +65,35 @@ primary_conninfo() {
 		"$CERT_DIR/current/client.key" "$NODE"
 }
 
+# The last value the owner of postgresql.conf gave setting $1 (a number),
+# if any: dbpki raises limits, it never lowers one that a person set.
+user_setting() {
+	[ -f "$PGDATA/postgresql.conf" ] || return 0
+	grep -vF "$MARK" "$PGDATA/postgresql.conf" |
+		sed -n "s/^[[:space:]]*$1[[:space:]]*=\{0,1\}[[:space:]]*'\{0,1\}\([0-9][0-9]*\).*/\1/p" | tail -n 1
+}
+
+# at_least NAME MIN: MIN, or the owner's own value of NAME when higher.
+at_least() {
+	u=$(user_setting "$1")
+	if [ -n "$u" ] && [ "$u" -gt "$2" ]; then echo "$u"; else echo "$2"; fi
+}
+
+# join clones every replica at once, and each pg_basebackup -X stream holds
+# two WAL senders and a temporary replication slot on the primary until its
+# replica starts and streams on one sender.  PostgreSQL's default of 10 of
+# each is too few from 6 replicas on (docs/postgres-tls.md).  A standby
+# needs max_wal_senders at least the primary's: every node gets the same.
+replication_limits() {
+	n=$(printf '%s\n' "$REPLICAS" | awk -F, 'NF { print NF; next } { print 0 }')
+	senders=$((2 * n + 4))
+	[ "$senders" -ge 10 ] || senders=10
+	slots=$((n + 4))
+	[ "$slots" -ge 10 ] || slots=10
+	echo "max_wal_senders = $(at_least max_wal_senders "$senders")"
+	echo "max_replication_slots = $(at_least max_replication_slots "$slots")"
+}
+
 # dbpki's own files: settings (included from postgresql.conf), pg_hba and
 # pg_ident.  The user's own lines are never edited; one include line that
 # carries $MARK is added at the end of postgresql.conf.
@@ -86,6 +116,7 @@ write_pg_conf() {
 		# Replicas that clone at the same time, or catch up after a
 		# rotate, need the WAL that a checkpoint would otherwise recycle.
 		echo "wal_keep_size = '256MB'"
+		replication_limits
 		echo "ssl_cert_file = '$CERT_DIR/current/server.crt'"
 		echo "ssl_key_file = '$CERT_DIR/current/server.key'"
 		echo "ssl_ca_file = '$CERT_DIR/current/dbca.crt'"

@@ -33,13 +33,11 @@
 #
 # PARALLEL=N sets the inventory's [cluster] parallel (default: the lab's
 # inventory, 16, dbpki's default) and runs at most N replicas at once in
-# the other two variants as well.  Why it exists: every pg_basebackup -X
-# stream holds two WAL sender connections on the primary, and PostgreSQL's
-# default max_wal_senders is 10, which dbpki's settings keep; 6 replicas
-# joining at once need 12 (and each started standby one more), so with the
-# defaults 1 primary + 6 replicas fails in join (see docs/benchmarks.md).
-# With PARALLEL=4 at most 8 are in use (4 clones; later 2 clones and 4
-# standbys).
+# the other two variants as well.  Every pg_basebackup -X stream holds two
+# WAL senders and a temporary slot on the primary; dbpki's settings size
+# max_wal_senders (2 per replica + 4, at least 10) and
+# max_replication_slots (1 per replica + 4, at least 10) for all replicas
+# cloning at once, and the by-hand variant writes the same.
 #
 #   TOPOS="3 7" (nodes: 1 primary + replicas)  RUNS=3  PARALLEL=
 #   NET=127.0.67  NET_HAND=127.0.68  DBPKI=path/to/dbpki
@@ -184,8 +182,11 @@ chmod 0644 "$work/pb-certs/bootstrap.ini"
 # The settings the node scripts write (templates/postgres/common.sh
 # write_pg_conf), for node k of the lab in $1.
 hand_conf() { # lab net k role
-	local nd=$1/nodes/node$3 c
+	local nd=$1/nodes/node$3 c r senders slots
 	c=$nd/certs
+	r=$(($(ls -d "$1"/nodes/node* | wc -l) - 1)) # every other node is a replica
+	senders=$((2 * r + 4 > 10 ? 2 * r + 4 : 10))
+	slots=$((r + 4 > 10 ? r + 4 : 10))
 	as_lab sh -c "umask 077
 cat >'$c/postgresql.bench.conf' <<EOF
 listen_addresses = '$2.$((10 + $3))'
@@ -194,6 +195,8 @@ unix_socket_directories = '$nd/sock'
 ssl = on
 ssl_min_protocol_version = 'TLSv1.2'
 wal_keep_size = '256MB'
+max_wal_senders = $senders
+max_replication_slots = $slots
 ssl_cert_file = '$c/current/server.crt'
 ssl_key_file = '$c/current/server.key'
 ssl_ca_file = '$c/current/dbca.crt'

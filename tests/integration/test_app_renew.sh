@@ -11,19 +11,12 @@
 #  3. renew again: nothing for app1 (no longer due);
 #  4. app1's directory gone + renew --force: reissued, not recreated, and
 #     the output says where the new certificate is.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.77
-LAB=$(mktemp -d /tmp/dbpki-apprenew.XXXXXX)
-chmod 755 "$LAB"
-cleanup() { "$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir
 unset PGSERVICEFILE PGSERVICE PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSSLMODE
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary
-INI=$LAB/cluster.ini
+lab_up $NET primary
 STATE=$LAB/state
 "$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.txt" 2>&1 || { tail -n 30 "$LAB/bootstrap.txt"; fail "bootstrap failed"; }
 ADM=$LAB/admin

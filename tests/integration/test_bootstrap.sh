@@ -6,18 +6,11 @@
 # certificate or without TLS are refused.  Then: bootstrap again converges
 # without touching data; a join failure is reported with node, step and
 # output while the primary stays up.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.40
-LAB=$(mktemp -d /tmp/dbpki-lab.XXXXXX)
-chmod 755 "$LAB"
-cleanup() { "$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,replica,client
 
 out=$("$DBPKI" bootstrap -c "$INI" 2>&1) || { echo "$out"; fail "bootstrap exited $?"; }
 echo "$out" | tail -n 12

@@ -11,24 +11,16 @@
 #  - stage 3: the nodes trust only the new CA; openssl s_client verifies
 #    every served certificate with the new CA and not with the old; the
 #    replica streams; the old CA's files are archived in the store.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.73
-LAB=$(mktemp -d /tmp/dbpki-rollover.XXXXXX)
-chmod 755 "$LAB"
+lab_dir
 PGB_PID=
-cleanup() {
+on_exit() {
 	[ -z "$PGB_PID" ] || kill "$PGB_PID" 2>/dev/null || true
-	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
-	rm -rf "$LAB"
 }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 LABUSER=$("$DBPKI_ROOT/tests/lab/lab.sh" user)
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,client
 ST=$LAB/state
 "$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.txt" 2>&1 || { tail -n 30 "$LAB/bootstrap.txt"; fail "bootstrap failed"; }
 pass "bootstrap"

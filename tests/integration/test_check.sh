@@ -7,20 +7,13 @@
 # UNKNOWN 3 for an unusable inventory or bad arguments; --json parses;
 # --prometheus writes a 0644 textfile atomically with HELP/TYPE lines and a
 # metric per node and kind; no check logs a failed login on a node.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.52
-LAB=$(mktemp -d /tmp/dbpki-check.XXXXXX)
-chmod 755 "$LAB"
-cleanup() { "$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir
 LABUSER=$("$DBPKI_ROOT/tests/lab/lab.sh" user)
 PGBIN=/usr/lib/postgresql/15/bin
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,client
 "$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.txt" 2>&1 || { tail -n 30 "$LAB/bootstrap.txt"; fail "bootstrap failed"; }
 pass "bootstrap"
 

@@ -18,19 +18,12 @@
 # * a console failure message fails the run, naming the core, the step and
 #   the console's words, and nothing is typed after it.
 # rotate and renew on CMS: test_cms_rotate.sh.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.60
 P=$NET.11
-LAB=$(mktemp -d /tmp/dbpki-cmslab.XXXXXX)
-chmod 755 "$LAB"
-cleanup() { "$DBPKI_ROOT/tests/lab/cms_lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir cms_lab.sh
 
-"$DBPKI_ROOT/tests/lab/cms_lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,client
 T=$LAB/transcript.tsv
 LABUSER=$("$DBPKI_ROOT/tests/lab/lab.sh" user)
 

@@ -11,19 +11,12 @@
 #   new release is served;
 # * renew refuses on CMS before anything is typed at any console, and
 #   says to use rotate.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.61
 P=$NET.11
-LAB=$(mktemp -d /tmp/dbpki-cmslab.XXXXXX)
-chmod 755 "$LAB"
-cleanup() { "$DBPKI_ROOT/tests/lab/cms_lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir cms_lab.sh
 
-"$DBPKI_ROOT/tests/lab/cms_lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,client
 T=$LAB/transcript.tsv
 
 steps_after() { tail -n +"$(($1 + 1))" "$T" | cut -f2- | grep -v $'\tdatabase cluster status\t' || true; }

@@ -11,23 +11,15 @@
 #    two steps of renew: the next run says the previous one did not finish
 #    and what it does about it, and completes (renew: every node ends up
 #    serving the store's certificate, though nothing is "due").
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.42
-LAB=$(mktemp -d /tmp/dbpki-lab.XXXXXX)
-chmod 755 "$LAB"
+lab_dir
 bg=
-cleanup() {
+on_exit() {
 	[ -n "$bg" ] && kill -9 "$bg" 2>/dev/null
-	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
-	rm -rf "$LAB"
 }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,replica,client
 STATE=$LAB/state
 sed -i 's/^command_timeout = .*/command_timeout = 6s/' "$INI"
 

@@ -6,23 +6,15 @@
 # write, no node touched.  The first run, on a pseudo-terminal, draws one
 # live line per node that is redrawn in place with a growing elapsed time;
 # the same run through a pipe prints plain lines only.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.41
-LAB=$(mktemp -d /tmp/dbpki-lab.XXXXXX)
-chmod 755 "$LAB"
+lab_dir
 holder=
-cleanup() {
+on_exit() {
 	[ -n "$holder" ] && kill "$holder" 2>/dev/null && wait "$holder" 2>/dev/null
-	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
-	rm -rf "$LAB"
 }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,client
 STATE=$(sed -n 's/^state_dir *= *//p' "$INI")
 
 # A playbook of one slow step, read through the documented overrides.

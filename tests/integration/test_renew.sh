@@ -12,25 +12,17 @@
 #     store's new serial (openssl s_client, independently of dbpki), no
 #     PostgreSQL restarted, replicas stream and receive new rows;
 #  4. due without --force: renew_before longer than the validity.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.50
-LAB=$(mktemp -d /tmp/dbpki-renew.XXXXXX)
-chmod 755 "$LAB"
+lab_dir
 PGB_PID=
-cleanup() {
+on_exit() {
 	[ -z "$PGB_PID" ] || kill "$PGB_PID" 2>/dev/null || true
-	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
-	rm -rf "$LAB"
 }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 LABUSER=$("$DBPKI_ROOT/tests/lab/lab.sh" user)
 PGBIN=/usr/lib/postgresql/15/bin
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,replica,client
 "$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.txt" 2>&1 || { tail -n 30 "$LAB/bootstrap.txt"; fail "bootstrap failed"; }
 pass "bootstrap"
 

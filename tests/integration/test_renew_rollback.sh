@@ -13,24 +13,16 @@
 # failure during the whole run; replication is unbroken (rows written after
 # the run reach both replicas); check reports the drift; and once node2 is
 # fixed, a plain renew finds the renewal still due and completes it.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.51
-LAB=$(mktemp -d /tmp/dbpki-rollback.XXXXXX)
-chmod 755 "$LAB"
+lab_dir
 PGB_PID=
-cleanup() {
+on_exit() {
 	[ -z "$PGB_PID" ] || kill "$PGB_PID" 2>/dev/null || true
-	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
-	rm -rf "$LAB"
 }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 PGBIN=/usr/lib/postgresql/15/bin
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,replica,client
 "$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.txt" 2>&1 || { tail -n 30 "$LAB/bootstrap.txt"; fail "bootstrap failed"; }
 pass "bootstrap"
 

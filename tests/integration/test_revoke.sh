@@ -14,19 +14,12 @@
 #     shipped; the old one is refused, the new one works, and the replica,
 #     forced to reconnect, streams again with the new one.
 # Also: a node's server certificate is refused as a client certificate.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.70
-LAB=$(mktemp -d /tmp/dbpki-revoke.XXXXXX)
-chmod 755 "$LAB"
-cleanup() { "$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir
 unset PGSERVICEFILE PGSERVICE PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSSLMODE PGSSLCRL
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,client
 STATE=$LAB/state
 "$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.txt" 2>&1 || { tail -n 30 "$LAB/bootstrap.txt"; fail "bootstrap failed"; }
 pass "bootstrap"

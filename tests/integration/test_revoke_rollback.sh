@@ -9,21 +9,14 @@
 #     revocation;
 #  2. with the replica up again, `revoke --crl-only` ships the CRL: the
 #     revoked certificate is refused on both nodes, the replica streams.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.71
-LAB=$(mktemp -d /tmp/dbpki-revrb.XXXXXX)
-chmod 755 "$LAB"
-cleanup() { "$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true; rm -rf "$LAB"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir
 unset PGSERVICEFILE PGSERVICE PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSSLMODE PGSSLCRL
 LABUSER=$("$DBPKI_ROOT/tests/lab/lab.sh" user)
 PGBIN=/usr/lib/postgresql/15/bin
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica
 "$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.txt" 2>&1 || { tail -n 30 "$LAB/bootstrap.txt"; fail "bootstrap failed"; }
 C1=$LAB/nodes/node1/certs
 C2=$LAB/nodes/node2/certs

@@ -21,22 +21,12 @@
 # was re-cloned with its old data directory moved aside, keys are 0600,
 # the user's pg_hba.conf is untouched and every file dbpki changed has a
 # timestamped copy beside it.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.55
 PGB=/usr/lib/postgresql/15/bin
-LAB=$(mktemp -d /tmp/dbpki-rot.XXXXXX)
-chmod 755 "$LAB"
-cleanup() {
-	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
-	rm -rf "$LAB"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,replica,client
 sed -i 's/^mode = per-node$/mode = shared/' "$INI"
 grep -q '^mode = shared$' "$INI" || fail "could not switch the inventory to mode = shared"
 U=$("$DBPKI_ROOT/tests/lab/lab.sh" user)

@@ -17,22 +17,12 @@
 #  5. the primary's postgresql.conf would not load after a restart: exit 2
 #     before anything is stopped;
 #  6. node2's sshd is down: exit 1 naming node2, nothing changed.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 . "$DBPKI_ROOT/tests/integration/pg_lib.sh"
 NET=127.0.56
-LAB=$(mktemp -d /tmp/dbpki-rotref.XXXXXX)
-chmod 755 "$LAB"
-cleanup() {
-	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
-	rm -rf "$LAB"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+lab_dir
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,client
 nd() { echo "$LAB/nodes/node$1"; }
 pg_make_certs "$LAB" node1 node1.lab.test $NET.11
 pg_make_certs "$LAB" node2 node2.lab.test $NET.12

@@ -5,23 +5,15 @@
 # appears in: any process's argv while the run goes on (local and on the
 # nodes, which share this machine), dbpki's output, the journal, the node
 # logs.  The CA key never leaves the admin host; every key is 0600.
-set -euo pipefail
-: "${DBPKI:?} ${DBPKI_ROOT:?}"
+. "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.43
-LAB=$(mktemp -d /tmp/dbpki-lab.XXXXXX)
-chmod 755 "$LAB"
+lab_dir
 watcher=
-cleanup() {
+on_exit() {
 	[ -n "$watcher" ] && kill "$watcher" 2>/dev/null
-	"$DBPKI_ROOT/tests/lab/lab.sh" down --dir "$LAB" >/dev/null 2>&1 || true
-	rm -rf "$LAB"
 }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
 
-"$DBPKI_ROOT/tests/lab/lab.sh" up --dir "$LAB" --net $NET --roles primary,replica,client
-INI=$LAB/cluster.ini
+lab_up $NET primary,replica,client
 STATE=$LAB/state
 sed -i 's/^\[ca\]$/[ca]\npassphrase_env = DBPKI_TEST_CA_PASS/' "$INI"
 PASS="s3cret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
