@@ -926,7 +926,7 @@ pki_ca_export(
 {
 	char sp[PKI_SHOW_PATH + 8], fp[PKI_SHA256_HEX];
 	unsigned char *pem = NULL;
-	const char *base;
+	const char *base = NULL;
 	struct stat st;
 	size_t len = 0;
 	X509 *ca = NULL;

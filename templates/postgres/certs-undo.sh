@@ -5,8 +5,7 @@ if [ "$(readlink "$CERT_DIR/current" 2>/dev/null || true)" != "releases/$RELEASE
 	say "current does not point to this run's release: nothing to undo"
 elif [ -L "$CERT_DIR/previous" ]; then
 	prev=$(readlink "$CERT_DIR/previous")
-	ln -sfn "$prev" "$CERT_DIR/.current.new"
-	mv -T "$CERT_DIR/.current.new" "$CERT_DIR/current"
+	switch_current "$prev"
 	say "current -> $prev (rolled back)"
 else
 	say "no previous release to go back to"

@@ -20,8 +20,7 @@ if [ -L "$CERT_DIR/current" ]; then
 		mv -T "$CERT_DIR/.previous.new" "$CERT_DIR/previous"
 	fi
 fi
-ln -sfn "$new" "$CERT_DIR/.current.new"
-mv -T "$CERT_DIR/.current.new" "$CERT_DIR/current"
+switch_current "$new"
 say "current -> $new"
 # Keep the newest five releases (and whatever current/previous point to).
 keep_prev=$(readlink "$CERT_DIR/previous" 2>/dev/null || true)

@@ -65,6 +65,36 @@ primary_conninfo() {
 		"$CERT_DIR/current/client.key" "$NODE"
 }
 
+# The client node's service entry (connect, and after every switch): its
+# paths name the release `current` points to, not current/ itself.  libpq
+# opens sslcert and then sslkey; through current/, a switch between the two
+# opens would pair an old certificate with a new key and that connection
+# would fail.  A connection reads the service file once, so its paths all
+# name one release, which dbpki never changes (certs keeps the newest five).
+write_service() {
+	rel="$CERT_DIR/$(readlink "$CERT_DIR/current")"
+	printf '%s\n' "$MARK: service $CLUSTER for node $NODE" \
+		"[$CLUSTER]" \
+		"host=$PRIMARY_HOST" \
+		"hostaddr=$PRIMARY_ADDRESS" \
+		"port=$PRIMARY_PORT" \
+		"dbname=postgres" \
+		"user=$DB_USER" \
+		"sslmode=verify-full" \
+		"sslrootcert=$rel/dbca.crt" \
+		"sslcert=$rel/client.crt" \
+		"sslkey=$rel/client.key" \
+		"gssencmode=disable" | atomic_write "$CERT_DIR/pg_service.conf" 644
+}
+
+# Point cert_dir/current at $1 (releases/<id>) by renaming a new symlink
+# over it, then the service entry, if the node has one, at the same release.
+switch_current() {
+	ln -sfn "$1" "$CERT_DIR/.current.new"
+	mv -T "$CERT_DIR/.current.new" "$CERT_DIR/current"
+	[ ! -f "$CERT_DIR/pg_service.conf" ] || write_service
+}
+
 # The last value the owner of postgresql.conf gave setting $1 (a number),
 # if any: dbpki raises limits, it never lowers one that a person set.
 user_setting() {

@@ -6,8 +6,7 @@
 cur=$(readlink "$CERT_DIR/current" 2>/dev/null || true)
 if [ "$cur" = "releases/$RELEASE_ID" ] && [ -L "$CERT_DIR/previous" ]; then
 	cur=$(readlink "$CERT_DIR/previous")
-	ln -sfn "$cur" "$CERT_DIR/.current.new"
-	mv -T "$CERT_DIR/.current.new" "$CERT_DIR/current"
+	switch_current "$cur"
 	what="current -> $cur (rolled back)"
 else
 	what="current is $cur (not this run's release)"

@@ -166,11 +166,18 @@ C=$LAB/nodes/node4/certs
 [ "$(readlink "$C/previous")" = "$oldrel" ] || fail "client node: previous is not the bootstrap release"
 [ "$(openssl x509 -in "$C/current/client.crt" -noout -serial | sed 's/^serial=//' | tr 'A-F' 'a-f')" = "$(store_serial client -)" ] ||
 	fail "client node does not hold the store's new client certificate"
+# Its service entry names the new release's files, not current/: libpq
+# opens the certificate and the key one after the other.
+cur=$(readlink "$C/current")
+for k in sslrootcert=dbca.crt sslcert=client.crt sslkey=client.key; do
+	grep -qx "${k%%=*}=$C/$cur/${k#*=}" "$C/pg_service.conf" ||
+		fail "the client's pg_service.conf does not name $cur/${k#*=}: $(grep ssl "$C/pg_service.conf")"
+done
 svc=$(runuser -u "$LABUSER" -- env PGSERVICEFILE="$C/pg_service.conf" psql -X -At -d service=lab -c 'SELECT pg_is_in_recovery()')
 [ "$svc" = f ] || fail "the client node's service entry no longer works"
 bad=$(find "$LAB/nodes" -name '*.key' ! -perm 0600 | wc -l)
 [ "$bad" = 0 ] || fail "a key on a node is not 0600"
-pass "client node: new client certificate current, previous kept, its verify-full service works; keys 0600"
+pass "client node: new client certificate current, previous kept, its verify-full service names the new release and works; keys 0600"
 
 # ---- 4. due without --force -------------------------------------------------
 sed -i 's/^renew_before = 30d$/renew_before = 400d/' "$INI"

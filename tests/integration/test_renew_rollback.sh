@@ -112,7 +112,13 @@ done
 for n in 1 2 3 4; do
 	[ "$(readlink "$LAB/nodes/node$n/certs/current")" = "${rel[$n]}" ] || fail "node$n: current is not its previous release"
 done
-pass "openssl s_client: every node serves its previous certificate; every current is the previous release"
+# The client node's service entry went back with it (docs/renew.md).
+C4=$LAB/nodes/node4/certs
+for k in sslrootcert=dbca.crt sslcert=client.crt sslkey=client.key; do
+	grep -qx "${k%%=*}=$C4/${rel[4]}/${k#*=}" "$C4/pg_service.conf" ||
+		fail "node4's pg_service.conf does not name ${rel[4]}/${k#*=}: $(grep ssl "$C4/pg_service.conf")"
+done
+pass "openssl s_client: every node serves its previous certificate; every current (and the client's service entry) is the previous release"
 
 cat "$LAB/pgbench.txt"
 [ "$pgb_rc" = 0 ] || fail "pgbench exited $pgb_rc"
