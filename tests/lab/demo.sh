@@ -26,7 +26,9 @@ cat <<TXT
 
 The cluster is running.  Try:
   $dbpki plan -c $dir/cluster.ini renew
-  psql "host=node1.lab.test hostaddr=127.0.10.11 user=postgres dbname=postgres sslmode=verify-full sslrootcert=$dir/nodes/node4/certs/current/dbca.crt sslcert=$dir/nodes/node4/certs/current/client.crt sslkey=$dir/nodes/node4/certs/current/client.key"
+  PGSERVICEFILE=$dir/nodes/node4/certs/pg_service.conf psql service=demo
+      (the client node's service entry: verify-full with its dbclient certificate)
+  $dbpki renew -c $dir/cluster.ini --force
 Tear it down (every process it started, by PID):
   make demo-down
 TXT
