@@ -112,7 +112,7 @@ at_least() {
 # join clones every replica at once, and each pg_basebackup -X stream holds
 # two WAL senders and a temporary replication slot on the primary until its
 # replica starts and streams on one sender.  PostgreSQL's default of 10 of
-# each is too few from 6 replicas on (docs/postgres-tls.md).  A standby
+# each is too few from 6 replicas on (docs/architecture.md).  A standby
 # needs max_wal_senders at least the primary's: every node gets the same.
 replication_limits() {
 	n=$(printf '%s\n' "$REPLICAS" | awk -F, 'NF { print NF; next } { print 0 }')
