@@ -34,7 +34,7 @@ cli_load_cluster(const char *path, struct dbpki_cluster *c)
 		return EXIT_USAGE;
 	}
 	err_clear(&e);
-	if (cfg_load(path, c, &e) != 0)
+	if (cfg_load(path, c, &e) != 0 || cfg_check_trust(c, &e) != 0)
 		return cli_fail(&e);
 	return 0;
 }

@@ -128,7 +128,7 @@ cli_check(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct check_opts o = {30 * 86400, 7 * 86400, 0, NULL};
+	struct check_opts o = {30 * 86400, 7 * 86400, 0, NULL, NULL};
 	const char *inv = NULL, *bad = NULL;
 	struct dbpki_cluster *c;
 	struct dbpki_err e;
@@ -172,8 +172,17 @@ cli_check(int argc, char **argv)
 		snprintf(
 		    why, sizeof(why), "cannot use the inventory: %s", e.msg);
 		rc = engine_check_unknown(&o, NULL, why, stdout);
-	} else
+	} else {
+		/* Upgrades never break a running cluster: a path the other
+		 * commands now refuse is a WARNING here, with its fix, not a
+		 * reason to stop watching the certificates. */
+		err_clear(&e);
+		if (cfg_check_trust(c, &e) != 0) {
+			snprintf(why, sizeof(why), "%s", e.msg);
+			o.warning = why;
+		}
 		rc = engine_check(c, &o, stdout);
+	}
 	free(c);
 	return rc;
 }

@@ -16,7 +16,9 @@
 
 #include <ini.h>
 
-#define INI_LINE_MAX 199 /* Debian's inih: INI_MAX_LINE 200, including NUL */
+#define INI_LINE_MAX     199 /* Debian's inih: INI_MAX_LINE 200, including NUL */
+#define INIH_SECTION_MAX 50  /* inih's MAX_SECTION (ini.c), including NUL */
+#define UTF8_BOM         "\xEF\xBB\xBF"
 
 enum ftype {
 	F_NAME,    /* util_valid_name */
@@ -543,9 +545,27 @@ handler(void *user, const char *section, const char *key, const char *value)
 	const struct field *f;
 	char where[CFG_TEXT + 80];
 
-	(void)section; /* the reader tracks sections, including empty ones */
-	if (p->failed || !p->cur_section_known)
+	if (p->failed)
 		return 1;
+	/* A key is never dropped: one outside any section (before the first
+	 * header) is an error, not something to ignore. */
+	if (p->section[0] == '\0')
+		return pfail(p, p->line,
+		    "'%.100s' is outside any section: put it under its "
+		    "[section] header (e.g. [cluster])",
+		    key);
+	if (!p->cur_section_known)
+		return 1; /* on_section() has already failed */
+	/* The reader tracks sections (including empty ones); inih tracks its
+	 * own, cut at INIH_SECTION_MAX.  Where they disagree (an indented
+	 * header inih reads as a continuation line) the key would land in
+	 * another section than the one the admin sees. */
+	if (strncmp(section, p->section, INIH_SECTION_MAX - 1) != 0)
+		return pfail(p, p->line,
+		    "[%.100s] line starts with blanks, so it reads as a "
+		    "continuation of '%.100s' in [%.100s]; remove the "
+		    "indentation",
+		    p->section, key, section);
 	snprintf(where, sizeof(where), "[%s] %s", p->section, key);
 	f = p->node >= 0 ? find_node_field(key) : find_field(p->section, key);
 	if (f == NULL)
@@ -797,6 +817,11 @@ cfg_load_string(const char *name, const char *text, struct dbpki_cluster *c,
 	p->c = c;
 	p->e = e;
 	p->file = name;
+	/* A UTF-8 BOM (Windows editors write one) is stripped here, before
+	 * the reader and inih see the text: inih skips it on its own but the
+	 * reader would not, and the first section's keys were then lost. */
+	if (strncmp(text, UTF8_BOM, 3) == 0)
+		text += 3;
 	p->text = text;
 	p->node = -1;
 	snprintf(c->path, sizeof(c->path), "%s", name);
@@ -821,21 +846,81 @@ int
 cfg_load(const char *path, struct dbpki_cluster *c, struct dbpki_err *e)
 {
 	char *text = NULL;
-	int rc;
+	const char *nul, *p;
+	size_t len = 0;
+	int rc, line = 1;
 
 	if (util_read_file(path, UTIL_MAX_INPUT,
-		UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, NULL, e) != 0) {
+		UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, &len, e) != 0) {
 		e->code =
 		    DBPKI_E_CONFIG; /* a missing inventory is a usage error */
 		return err_wrap(e, "inventory");
 	}
-	if (memchr(text, '\0', strlen(text)) != NULL || strlen(text) == 0) {
+	if ((nul = memchr(text, '\0', len)) != NULL) {
+		for (p = text; p < nul; p++)
+			line += *p == '\n';
+		free(text);
+		/* Everything after it would be ignored unseen. */
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s:%d: a NUL byte: an inventory is text; remove it "
+		    "(e.g. tr -d '\\000')",
+		    path, line);
+	}
+	if (len == 0) {
 		free(text);
 		return err_set(e, DBPKI_E_CONFIG, "%s: empty inventory", path);
 	}
 	rc = cfg_load_string(path, text, c, e);
 	free(text);
 	return rc;
+}
+
+/* One cfg_ssh's files; known_hosts may be missing (accept-new creates it,
+ * and the connection reports a missing one with what to do). */
+static int
+trust_ssh(const struct cfg_ssh *s, const char *where, struct dbpki_err *e)
+{
+	char what[CFG_NAME + 64];
+	int r;
+
+	snprintf(what, sizeof(what), "%s identity", where);
+	if (s->identity[0] != '\0' &&
+	    (r = util_trust_path(s->identity, what, 0, e)) != 0)
+		return r;
+	snprintf(what, sizeof(what), "%s identity_passphrase_file", where);
+	if (s->identity_passphrase_file[0] != '\0' &&
+	    (r = util_trust_path(s->identity_passphrase_file, what, 0, e)) != 0)
+		return r;
+	snprintf(what, sizeof(what), "%s known_hosts", where);
+	if (s->known_hosts[0] != '\0' && (r = util_trust_path(s->known_hosts,
+					      what, UTIL_TP_MISSING, e)) != 0)
+		return r;
+	return 0;
+}
+
+int
+cfg_check_trust(const struct dbpki_cluster *c, struct dbpki_err *e)
+{
+	char where[CFG_NAME + 16];
+	int i, r;
+
+	if ((r = util_trust_path(c->path, "inventory", 0, e)) != 0 ||
+	    (r = util_trust_path(c->state_dir, "[cluster] state_dir",
+		 UTIL_TP_DIR | UTIL_TP_MISSING, e)) != 0)
+		return r;
+	if (c->ca_passphrase_file[0] != '\0' &&
+	    (r = util_trust_path(
+		 c->ca_passphrase_file, "[ca] passphrase_file", 0, e)) != 0)
+		return r;
+	if ((r = trust_ssh(&c->ssh, "[ssh]", e)) != 0)
+		return r;
+	/* Per node: an override may name other files than [ssh]. */
+	for (i = 0; i < c->n_nodes; i++) {
+		snprintf(where, sizeof(where), "[node %s]", c->nodes[i].name);
+		if ((r = trust_ssh(&c->nodes[i].ssh, where, e)) != 0)
+			return r;
+	}
+	return 0;
 }
 
 const struct cfg_node *

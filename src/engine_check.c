@@ -14,9 +14,13 @@
 #include "dbpki/log.h"
 #include "dbpki/util.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CHECK_PROBLEMS_SHOWN 3
 #define CHECK_MSG            512
@@ -427,8 +431,100 @@ prom_text(FILE *f, const struct check_run *r, int success)
 	prom_run_metrics(f, r->c->name, success, r->st, r->s->now);
 }
 
-/* Render with fn into memory, then replace path atomically (0644: the
- * node_exporter user must read it). */
+/* The directory part of path ("." or "/" when it has none). */
+static int
+prom_split(const char *path, char *dir, size_t dirsz, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+
+	*base = slash != NULL ? slash + 1 : path;
+	if (slash == NULL)
+		return util_fmt(dir, dirsz, ".");
+	if (slash == path)
+		return util_fmt(dir, dirsz, "/");
+	return util_fmt(dir, dirsz, "%.*s", (int)(slash - path), path);
+}
+
+/* --prometheus names a file on the command line of whoever runs check (a
+ * monitoring user, once under a sudo wildcard: any file as root).  So it
+ * writes only a *.prom file, the only kind node_exporter's textfile
+ * collector reads, into an existing directory, never through a symlink:
+ * the directory is opened with O_NOFOLLOW, the temporary file is created
+ * in it with O_EXCL (its ".name.prom.<random>.tmp" name is one the
+ * collector ignores), fsynced, and renamed over the name, which replaces
+ * a symlink rather than following it; a symlink or non-file already there
+ * is refused.  0644: the node_exporter user must read it. */
+static int
+prom_write_file(
+    const char *path, const char *buf, size_t len, struct dbpki_err *e)
+{
+	char dir[PATH_MAX], tmp[NAME_MAX + 1], hex[17];
+	unsigned char rnd[8];
+	const char *base;
+	struct stat st;
+	size_t n;
+	ssize_t w;
+	int dfd, fd = -1, r = 0;
+
+	if (prom_split(path, dir, sizeof(dir), &base) != 0)
+		return err_set(
+		    e, DBPKI_E_CONFIG, "--prometheus: path too long");
+	n = strlen(base);
+	if (n <= 5 || strcmp(base + n - 5, ".prom") != 0 || base[0] == '.' ||
+	    n > NAME_MAX - 30)
+		return err_set(e, DBPKI_E_CONFIG,
+		    "--prometheus %.300s: must name a NAME.prom file (the "
+		    "textfile collector reads only *.prom)",
+		    path);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd == -1)
+		return err_sys(e,
+		    "--prometheus %.300s: directory %.300s must exist and not "
+		    "be a symbolic link",
+		    path, dir);
+	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    !S_ISREG(st.st_mode)) {
+		close(dfd);
+		return err_set(e, DBPKI_E_CONFIG,
+		    "--prometheus %.300s: exists and is a symbolic link or "
+		    "not a regular file; remove it",
+		    path);
+	}
+	if (getentropy(rnd, sizeof(rnd)) != 0) {
+		close(dfd);
+		return err_sys(e, "--prometheus %.300s: no randomness", path);
+	}
+	util_hex(rnd, sizeof(rnd), hex);
+	snprintf(tmp, sizeof(tmp), ".%s.%s.tmp", base, hex);
+	fd = openat(dfd, tmp,
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		r = err_sys(e, "--prometheus: cannot create %s/%s", dir, tmp);
+		close(dfd);
+		return r;
+	}
+	/* open() honours the umask (077): the mode must be exact. */
+	r = fchmod(fd, 0644);
+	for (n = 0; r == 0 && n < len; n += (size_t)w)
+		if ((w = write(fd, buf + n, len - n)) < 0)
+			r = -1;
+	if (r == 0)
+		r = fsync(fd);
+	if (close(fd) != 0)
+		r = -1;
+	if (r == 0)
+		r = renameat(dfd, tmp, dfd, base);
+	if (r == 0)
+		r = fsync(dfd);
+	if (r != 0) {
+		r = err_sys(e, "--prometheus: cannot write %s", path);
+		unlinkat(dfd, tmp, 0);
+	}
+	close(dfd);
+	return r;
+}
+
+/* Render with fn into memory, then write it with prom_write_file(). */
 static int
 prom_write(const char *path, void (*fn)(FILE *, const void *), const void *arg,
     struct dbpki_err *e)
@@ -445,7 +541,7 @@ prom_write(const char *path, void (*fn)(FILE *, const void *), const void *arg,
 		free(buf);
 		return err_sys(e, "cannot render %s", path);
 	}
-	r = util_write_atomic(path, buf, len, 0644, e);
+	r = prom_write_file(path, buf, len, e);
 	free(buf);
 	return r;
 }
@@ -470,8 +566,13 @@ finish(struct check_run *r, FILE *out)
 {
 	struct prom_arg pa;
 	struct dbpki_err e;
+	size_t len;
 	int i;
 
+	if (r->o->warning != NULL) {
+		r->st = CHECK_WARNING;
+		snprintf(r->extra, sizeof(r->extra), "%.500s", r->o->warning);
+	}
 	for (i = 0; i < r->s->n; i++) {
 		judge_cert(r, &r->s->v[i], &r->v[i]);
 		if (r->v[i].st > r->st)
@@ -486,7 +587,9 @@ finish(struct check_run *r, FILE *out)
 	if (r->o->prometheus != NULL &&
 	    prom_write(r->o->prometheus, prom_fn, &pa, &e) != 0) {
 		r->st = CHECK_UNKNOWN;
-		snprintf(r->extra, sizeof(r->extra), "%.500s", e.msg);
+		len = strlen(r->extra);
+		snprintf(r->extra + len, sizeof(r->extra) - len, "%s%.300s",
+		    len ? "; " : "", e.msg);
 	}
 	if (r->o->json)
 		print_json(out, r);
@@ -513,7 +616,9 @@ engine_check(
 	r->o = o;
 	err_clear(&e);
 	if (engine_survey(c, NULL, 0, r->s, &e) != 0) {
-		snprintf(why, sizeof(why), "cannot read the store: %s", e.msg);
+		snprintf(why, sizeof(why), "cannot read the store: %.*s%s%.*s",
+		    DBPKI_ERR_MSG / 2, e.msg, o->warning ? "; and " : "",
+		    DBPKI_ERR_MSG / 2, o->warning ? o->warning : "");
 		st = engine_check_unknown(o, c->name, why, out);
 	} else
 		st = finish(r, out);

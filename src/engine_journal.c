@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ engine_journal_open(const char *state_dir, const char *playbook,
 	if (util_fmt(dir, sizeof(dir), "%s/journal", state_dir) != 0)
 		return err_set(
 		    e, DBPKI_E_CONFIG, "%s: path too long", state_dir);
-	if ((r = util_mkdirs(dir, 0700, e)) != 0)
+	if ((r = util_mkdirs(dir, UTIL_STORE_DIR, e)) != 0)
 		return r;
 	gmtime_r(&now, &tm);
 	strftime(j->id, sizeof(j->id), "%Y%m%dT%H%M%SZ", &tm);
@@ -34,8 +35,9 @@ engine_journal_open(const char *state_dir, const char *playbook,
 	if (util_fmt(j->path, sizeof(j->path), "%s/%s.jsonl", dir, j->id) != 0)
 		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", dir);
 	fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd == -1 || (j->f = fdopen(fd, "w")) == NULL) {
+	    UTIL_STORE_LOG);
+	if (fd == -1 || fchmod(fd, UTIL_STORE_LOG) == -1 ||
+	    (j->f = fdopen(fd, "w")) == NULL) {
 		r = err_sys(e, "cannot create the journal %s", j->path);
 		if (fd != -1)
 			close(fd);

@@ -33,7 +33,7 @@ engine_lock_take(const char *state_dir, const char *what, struct engine_lock *l,
 	int fd, r;
 
 	l->fd = -1;
-	if ((r = util_mkdirs(state_dir, 0700, e)) != 0)
+	if ((r = util_mkdirs(state_dir, UTIL_STORE_DIR, e)) != 0)
 		return r;
 	if (util_fmt(path, sizeof(path), "%s/lock", state_dir) != 0)
 		return err_set(

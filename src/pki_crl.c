@@ -434,7 +434,7 @@ revoked_save(const struct dbpki_cluster *c, const struct pki_revoked *v,
 	int r;
 
 	if ((r = store_file(c, p, "crl", e)) != 0 ||
-	    (r = util_mkdirs(p, 0700, e)) != 0 ||
+	    (r = util_mkdirs(p, UTIL_STORE_DIR, e)) != 0 ||
 	    (r = store_file(c, p, REVOKED_FILE, e)) != 0)
 		return r;
 	if ((f = open_memstream(&buf, &len)) == NULL)
@@ -745,7 +745,7 @@ crl_write(const struct dbpki_cluster *c, X509_CRL *crl, struct dbpki_err *e)
 	int r;
 
 	if ((r = store_file(c, p, "crl", e)) != 0 ||
-	    (r = util_mkdirs(p, 0700, e)) != 0 ||
+	    (r = util_mkdirs(p, UTIL_STORE_DIR, e)) != 0 ||
 	    (r = store_file(c, p, CRL_FILE, e)) != 0 ||
 	    (r = pki_crl_to_pem(crl, &pem, &len, e)) != 0)
 		return r;

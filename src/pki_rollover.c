@@ -178,7 +178,7 @@ pki_rollover_save(const struct dbpki_cluster *c, const struct pki_rollover *ro,
 
 	if (pki_store_path(c, p, "ca/rollover") != 0)
 		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-	if (util_mkdirs(p, 0700, e) != 0)
+	if (util_mkdirs(p, UTIL_STORE_DIR, e) != 0)
 		return e->code;
 	if (pki_store_path(c, p, PKI_ROLLOVER_STATE) != 0 ||
 	    (n = pki_rollover_format(ro, buf, sizeof(buf))) < 0)
@@ -400,7 +400,7 @@ pki_rollover_begin(
 		r = err_set(e, DBPKI_E_CONFIG, "state_dir too long");
 		goto out;
 	}
-	if ((r = util_mkdirs(p, 0700, e)) != 0)
+	if ((r = util_mkdirs(p, UTIL_STORE_DIR, e)) != 0)
 		goto out;
 	if (pki_store_path(c, p, PKI_ROLLOVER_BUNDLE) != 0) {
 		r = err_set(e, DBPKI_E_CONFIG, "state_dir too long");

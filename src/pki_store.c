@@ -40,12 +40,15 @@ pki_store_prepare(const struct dbpki_cluster *c, struct dbpki_err *e)
 	size_t i;
 	int r;
 
-	if ((r = util_mkdirs(c->state_dir, 0700, e)) != 0)
+	if ((r = util_mkdirs(c->state_dir, UTIL_STORE_DIR, e)) != 0)
 		return err_wrap(e, "state_dir");
 	for (i = 0; i < sizeof(store_dirs) / sizeof(store_dirs[0]); i++) {
 		if (pki_store_path(c, p, "%s", store_dirs[i]) != 0)
 			return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
-		if ((r = util_mkdirs(p, 0700, e)) != 0)
+		if ((r = util_mkdirs(p,
+			 strcmp(store_dirs[i], "keys") == 0 ? 0700
+							    : UTIL_STORE_DIR,
+			 e)) != 0)
 			return r;
 	}
 	return 0;

@@ -638,7 +638,9 @@ load_file(const char *path, const char *expect_name, struct playbook *pb,
 	int r;
 
 	memset(pb, 0, sizeof(*pb));
-	if ((r = util_read_file(path, PB_MAX_FILE,
+	/* A playbook decides what runs on the nodes (util_trust_path). */
+	if ((r = util_trust_path(path, "playbook", 0, e)) != 0 ||
+	    (r = util_read_file(path, PB_MAX_FILE,
 		 UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, &len, e)) != 0)
 		return err_wrap(e, "playbook");
 	r = pb_parse_text(path, text, len, expect_name, pb, e);

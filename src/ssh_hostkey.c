@@ -30,27 +30,12 @@ static pthread_mutex_t kh_lock = PTHREAD_MUTEX_INITIALIZER;
 	"ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,rsa-sha2-256,"   \
 	"ssh-rsa"
 
-/* Owned by root or us and not writable by group/others; a directory may
- * be world-writable only if it is root's and sticky (/tmp). */
-static int
-trusted_stat(const struct stat *st, int isdir)
-{
-	if (st->st_uid != 0 && st->st_uid != geteuid())
-		return 0;
-	if ((st->st_mode & 022) == 0)
-		return 1;
-	return isdir && st->st_uid == 0 && (st->st_mode & S_ISVTX);
-}
-
-/* ssh(1)'s safe_path walk, over the real path of known_hosts. */
+/* ssh(1)'s safe_path walk (util_trust_path, shared with every other
+ * trusted input), over the real path of known_hosts. */
 static int
 check_trust_path(
     struct ssh_conn *c, const char *path, char *real, struct dbpki_err *e)
 {
-	struct stat st;
-	char dir[PATH_MAX];
-	char *slash;
-
 	if (realpath(path, real) == NULL) {
 		if (errno == ENOENT)
 			return err_set(e, DBPKI_E_CONFIG,
@@ -61,31 +46,8 @@ check_trust_path(
 			    c->where, path, path);
 		return err_sys(e, "%s: known_hosts %s", c->where, path);
 	}
-	if (stat(real, &st) == -1)
-		return err_sys(e, "%s: known_hosts %s", c->where, real);
-	if (!S_ISREG(st.st_mode) || !trusted_stat(&st, 0))
-		return err_set(e, DBPKI_E_CONFIG,
-		    "%s: known_hosts %s must be "
-		    "a regular file owned by root or uid %u and not writable "
-		    "by group or others (mode %04o)",
-		    c->where, real, (unsigned)geteuid(),
-		    (unsigned)(st.st_mode & 07777));
-	util_fmt(dir, sizeof(dir), "%s", real);
-	while ((slash = strrchr(dir, '/')) != NULL) {
-		slash[slash == dir ? 1 : 0] = '\0';
-		if (stat(dir, &st) == -1)
-			return err_sys(e, "%s: known_hosts: %s", c->where, dir);
-		if (!trusted_stat(&st, 1))
-			return err_set(e, DBPKI_E_CONFIG,
-			    "%s: known_hosts %s: "
-			    "directory %s is owned by uid %u or writable by "
-			    "others (mode %04o), so anyone could replace the "
-			    "trusted host keys; run: chmod go-w %s",
-			    c->where, real, dir, (unsigned)st.st_uid,
-			    (unsigned)(st.st_mode & 07777), dir);
-		if (strcmp(dir, "/") == 0)
-			break;
-	}
+	if (util_trust_path(path, "known_hosts", 0, e) != 0)
+		return err_wrap(e, "%s", c->where);
 	return 0;
 }
 

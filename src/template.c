@@ -409,14 +409,16 @@ tpl_find_data_dir(
 		if (util_fmt(out, outsz, "%s", env) != 0)
 			return err_set(
 			    e, DBPKI_E_CONFIG, "%s: path too long", envname);
-		return 0;
+		/* Templates run as shell on every node: whoever can write
+		 * this directory runs code there. */
+		return util_trust_path(out, envname, UTIL_TP_DIR, e);
 	}
 	if (find_in_checkout(kind, out, outsz) == 0)
-		return 0;
+		return util_trust_path(out, kind, UTIL_TP_DIR, e);
 	if (util_fmt(installed, sizeof(installed), "%s/%s", DBPKI_DATADIR,
 		kind) == 0 &&
 	    is_dir(installed) && util_fmt(out, outsz, "%s", installed) == 0)
-		return 0;
+		return util_trust_path(out, kind, UTIL_TP_DIR, e);
 	return err_set(e, DBPKI_E_CONFIG,
 	    "cannot find dbpki's %s: %s is not set, the binary is not in a "
 	    "source checkout, and %s does not exist; run `make install` or set "
@@ -444,7 +446,8 @@ tpl_render_file(const char *platform, const char *action,
 	if (util_fmt(
 		path, sizeof(path), "%s/%s/%s.sh", dir, platform, action) != 0)
 		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", dir);
-	if ((r = util_read_file(path, UTIL_MAX_INPUT,
+	if ((r = util_trust_path(path, "template", 0, e)) != 0 ||
+	    (r = util_read_file(path, UTIL_MAX_INPUT,
 		 UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &text, &len, e)) != 0)
 		return err_wrap(e, "template for action %s on platform %s",
 		    action, platform);

@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +247,16 @@ check_dir(const char *path, struct dbpki_err *e)
 	return 0;
 }
 
+/* mkdir with exactly mode (the process umask is 077: a store directory
+ * the monitoring group reads is 0750); an existing directory is left. */
+static int
+mkdir_exact(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) == -1)
+		return errno == EEXIST ? 0 : -1;
+	return chmod(path, mode);
+}
+
 int
 util_mkdirs(const char *path, mode_t mode, struct dbpki_err *e)
 {
@@ -257,13 +269,129 @@ util_mkdirs(const char *path, mode_t mode, struct dbpki_err *e)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(buf, mode) == -1 && errno != EEXIST)
+		if (mkdir_exact(buf, mode) == -1)
 			return err_sys(e, "cannot create directory %s", buf);
 		*p = '/';
 	}
-	if (mkdir(buf, mode) == -1 && errno != EEXIST)
+	if (mkdir_exact(buf, mode) == -1)
 		return err_sys(e, "cannot create directory %s", buf);
 	return check_dir(buf, e);
+}
+
+/* Root, us, and the system user the Debian package runs dbpki as (it owns
+ * state_dir; root may still run dbpki by hand, DESIGN "Who runs dbpki"). */
+static int
+trusted_owner(uid_t uid)
+{
+	struct passwd *pw;
+
+	if (uid == 0 || uid == geteuid())
+		return 1;
+	pw = getpwnam("dbpki");
+	return pw != NULL && pw->pw_uid == uid;
+}
+
+static const char *
+user_name(uid_t uid, char *buf, size_t bufsz)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL && util_fmt(buf, bufsz, "%s", pw->pw_name) == 0)
+		return buf;
+	snprintf(buf, bufsz, "%u", (unsigned)uid);
+	return buf;
+}
+
+/* One component: p is what stat() saw; top is 1 for the input itself. */
+static int
+trust_one(const char *path, const char *what, const char *p,
+    const struct stat *st, int top, int flags, struct dbpki_err *e)
+{
+	char me[64];
+	int isdir = S_ISDIR(st->st_mode);
+
+	if (top && (flags & UTIL_TP_DIR) && !isdir)
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s %s: not a directory", what, path);
+	if (top && !(flags & UTIL_TP_DIR) && !S_ISREG(st->st_mode))
+		return err_set(
+		    e, DBPKI_E_CONFIG, "%s %s: not a regular file", what, path);
+	if (!trusted_owner(st->st_uid))
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s %s: %s is owned by uid %u, not by root or %s, so that "
+		    "user could change what dbpki trusts; run: chown %s %s",
+		    what, path, p, (unsigned)st->st_uid,
+		    user_name(geteuid(), me, sizeof(me)), me, p);
+	if ((st->st_mode & 022) == 0 ||
+	    (isdir && st->st_uid == 0 && (st->st_mode & S_ISVTX)))
+		return 0;
+	return err_set(e, DBPKI_E_CONFIG,
+	    "%s %s: %s is writable by group or others (mode %04o), so "
+	    "another user could change what dbpki trusts; run: chmod go-w %s",
+	    what, path, p, (unsigned)(st->st_mode & 07777), p);
+}
+
+/* path and each directory above it, up to "/".  On the literal path a
+ * symlink is not judged itself (its directory is, and the real path is
+ * walked as well). */
+static int
+trust_walk(const char *path, const char *what, const char *start, int flags,
+    int top, int literal, struct dbpki_err *e)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	char *slash;
+	int r;
+
+	if (util_fmt(dir, sizeof(dir), "%s", start) != 0)
+		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", path);
+	for (;;) {
+		if ((literal ? lstat(dir, &st) : stat(dir, &st)) == -1)
+			return err_sys(
+			    e, "%s %s: cannot stat %s", what, path, dir);
+		if (!(literal && S_ISLNK(st.st_mode)) &&
+		    (r = trust_one(path, what, dir, &st, top, flags, e)) != 0)
+			return r;
+		top = 0;
+		if (strcmp(dir, "/") == 0 ||
+		    (slash = strrchr(dir, '/')) == NULL)
+			return 0;
+		slash[slash == dir ? 1 : 0] = '\0';
+	}
+}
+
+int
+util_trust_path(
+    const char *path, const char *what, int flags, struct dbpki_err *e)
+{
+	char real[PATH_MAX], cut[PATH_MAX];
+	char *slash;
+	int top = 1, r;
+
+	if (path[0] == '/')
+		r = util_fmt(cut, sizeof(cut), "%s", path);
+	else if (getcwd(real, sizeof(real)) == NULL)
+		return err_sys(
+		    e, "%s %s: cannot find the current directory", what, path);
+	else
+		r = util_fmt(cut, sizeof(cut), "%s/%s", real, path);
+	if (r != 0)
+		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", path);
+	/* A path not created yet (a fresh state_dir): its nearest existing
+	 * ancestor decides who could create it. */
+	while (realpath(cut, real) == NULL) {
+		if (errno != ENOENT || !(flags & UTIL_TP_MISSING))
+			return err_sys(e, "%s %s", what, path);
+		if ((slash = strrchr(cut, '/')) == NULL || slash == cut)
+			return err_sys(e, "%s %s", what, path);
+		*slash = '\0';
+		top = 0;
+	}
+	/* The literal path too: a symlink on the way lives in a directory
+	 * whose writer could point it elsewhere. */
+	if ((r = trust_walk(path, what, cut, flags, top, 1, e)) != 0)
+		return r;
+	return trust_walk(path, what, real, flags, top, 0, e);
 }
 
 int

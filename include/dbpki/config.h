@@ -102,10 +102,20 @@ struct dbpki_cluster {
 };
 
 /* Load and validate an inventory.  The file must be a regular file, not a
- * symlink, not writable by group or others, at most 1 MiB.  On error,
+ * symlink, not writable by group or others, at most 1 MiB, text without a
+ * NUL byte (a UTF-8 BOM is skipped).  On error,
  * e->code is DBPKI_E_CONFIG (or DBPKI_E_SYS) and e->msg reads
  * "FILE:LINE: [section] key: what is wrong". */
 int cfg_load(const char *path, struct dbpki_cluster *c, struct dbpki_err *e);
+
+/* The trust-path check (util_trust_path) of every file the inventory
+ * names that decides who gets keys: the inventory itself, state_dir (it
+ * need not exist yet), [ca] passphrase_file, and each node's identity,
+ * identity_passphrase_file and known_hosts.  Every command that acts calls
+ * it after cfg_load() (exit 2 on failure); `check` reports a failure as a
+ * WARNING instead, so a store made before the check existed is flagged
+ * with the command that fixes it. */
+int cfg_check_trust(const struct dbpki_cluster *c, struct dbpki_err *e);
 
 /* Same as cfg_load() on an in-memory text; `name` is used in messages. */
 int cfg_load_string(const char *name, const char *text, struct dbpki_cluster *c,

@@ -152,6 +152,8 @@ struct check_opts {
 	int64_t warn, crit;     /* seconds; crit <= warn */
 	int json;               /* one JSON object instead of the status line */
 	const char *prometheus; /* node_exporter textfile to write, or NULL */
+	const char *warning;    /* found before the survey (an untrusted path,
+				   cfg_check_trust): at least WARNING */
 };
 
 /* Monitoring (docs/monitoring.md): the store's CA and leaves and what each

@@ -13,6 +13,12 @@
 
 #define UTIL_MAX_INPUT (1024 * 1024) /* inventories, PEM files, playbooks */
 
+/* Store modes (DESIGN "Who runs dbpki"): the store's group (dbpki-monitor)
+ * may read certificates, the index and the journal, so `check` needs no
+ * root; keys stay 0600 and keys/ 0700. */
+#define UTIL_STORE_DIR 0750 /* state_dir, ca/, issued/, crl/, journal/ */
+#define UTIL_STORE_LOG 0640 /* journal files */
+
 /* Flags for util_read_file(). */
 #define UTIL_RF_NOSYMLINK   0x1 /* refuse a symlink as the final component */
 #define UTIL_RF_NOTWRITABLE 0x2 /* refuse a file writable by group or others */
@@ -34,6 +40,20 @@ int util_write_atomic(const char *path, const void *buf, size_t len,
 /* Create path and any missing parents with mode.  An existing final
  * directory must not be a symlink nor writable by group or others. */
 int util_mkdirs(const char *path, mode_t mode, struct dbpki_err *e);
+
+/* Flags for util_trust_path(). */
+#define UTIL_TP_DIR     0x1 /* path is a directory (else a regular file) */
+#define UTIL_TP_MISSING 0x2 /* path may not exist yet: check what exists */
+
+/* The trust-path check (OpenSSH's safe_path) for every input that decides
+ * who gets keys or what runs on the nodes: path itself and every directory
+ * above it, both as written and after resolving symlinks, must be owned by
+ * root, the invoking user or the `dbpki` system user, and not be writable
+ * by group or others, except a root-owned sticky directory (/tmp).  `what`
+ * names the input in the message, which ends with the exact chmod or chown
+ * that fixes it.  Returns 0 or DBPKI_E_CONFIG. */
+int util_trust_path(
+    const char *path, const char *what, int flags, struct dbpki_err *e);
 
 /* fsync the directory that contains path (or path itself if a directory). */
 int util_fsync_dir(const char *dir, struct dbpki_err *e);

@@ -82,7 +82,7 @@ static void
 test_unknown(void **state)
 {
 	char prom[128], *text, *p;
-	struct check_opts o = {30 * 86400, 7 * 86400, 0, NULL};
+	struct check_opts o = {30 * 86400, 7 * 86400, 0, NULL, NULL};
 	struct stat st;
 	size_t len = 0;
 	FILE *f;

@@ -191,6 +191,23 @@ static const struct bad_case bad_cases[] = {
     {"mode = per-node", "this is not ini", "t.ini:13: not an INI line"},
     {"mode = per-node", "mode = per-node\n[ca]",
 	"t.ini:14: [ca] appears twice (first at line 7)"},
+    /* A key is never dropped: before the first section it is an error
+     * (it was ignored, and plan exited 0). */
+    {"[cluster]", "name = evil\n[cluster]",
+	"t.ini:1: 'name' is outside any section"},
+    {"[cluster]", "; a comment\n\nstate_dir = /x\n[cluster]",
+	"t.ini:3: 'state_dir' is outside any section"},
+    /* An indented header: inih reads it as a continuation of the key
+     * above, the reader as a header; the keys below must not land in
+     * either silently. */
+    {"[node db2]", "  [node db2]",
+	"t.ini:25: [node db2] line starts with blanks, so it reads as a "
+	"continuation of 'role' in [node db1]"},
+    {"[ca]", "\t[ca]", "t.ini:7: [ca] line starts with blanks"},
+    /* A BOM anywhere but at the very start is not skipped: refused. */
+    {"[ca]", "\xEF\xBB\xBF[ca]", "t.ini:"},
+    {"name = prod-db", "\xEF\xBB\xBFname = prod-db",
+	"t.ini:2: [cluster]: unknown key"},
 };
 
 static char *
@@ -297,6 +314,46 @@ test_cms_rules(void **state)
 	free(c);
 }
 
+/* A UTF-8 BOM at the start is skipped like inih skips it: the first
+ * section's keys all count (they were dropped: a [ca] key = ec:P-384 came
+ * out P-256, a first [node] vanished). */
+static void
+test_bom(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	char *ini = malloc(strlen(base_ini) + 4);
+	const char *first_ca = "[ca]\nkey = ec:P-384\n[cluster]\nname = b\n"
+			       "state_dir = /s\n[ssh]\nknown_hosts = /k\n"
+			       "[node n1]\nhost = h\naddress = 10.0.0.1\n"
+			       "role = primary\n";
+
+	(void)state;
+	assert_non_null(ini);
+	snprintf(ini, strlen(base_ini) + 4, "\xEF\xBB\xBF%s", base_ini);
+	err_clear(&e);
+	assert_int_equal(cfg_load_string("t.ini", ini, c, &e), 0);
+	assert_string_equal(c->name, "prod-db");
+	assert_int_equal(c->renew_before, 30 * 86400);
+	assert_int_equal(c->ca_key.alg, KEY_EC_P384);
+	assert_int_equal(c->n_nodes, 3);
+	free(ini);
+	ini = malloc(strlen(first_ca) + 4);
+	assert_non_null(ini);
+	snprintf(ini, strlen(first_ca) + 4, "\xEF\xBB\xBF%s", first_ca);
+	assert_int_equal(cfg_load_string("t.ini", ini, c, &e), 0);
+	assert_int_equal(c->ca_key.alg, KEY_EC_P384);
+	free(ini);
+	/* Line numbers still count from the BOM's line. */
+	assert_int_equal(
+	    cfg_load_string(
+		"t.ini", "\xEF\xBB\xBF[cluster]\nname = a\nbogus = 1\n", c, &e),
+	    DBPKI_E_CONFIG);
+	assert_non_null(
+	    strstr(e.msg, "t.ini:3: [cluster]: unknown key 'bogus'"));
+	free(c);
+}
+
 static char tmpdir[] = "/tmp/dbpki-test-config.XXXXXX";
 
 static void
@@ -351,10 +408,164 @@ test_file_checks(void **state)
 	assert_int_equal(cfg_load("/nonexistent/x.ini", c, &e), DBPKI_E_CONFIG);
 	assert_non_null(strstr(e.msg, "/nonexistent/x.ini"));
 
+	/* A NUL byte: the text after it was ignored unseen (strlen-based
+	 * check could never find it), so a second primary passed. */
+	{
+		static const char nul[] =
+		    "[cluster]\nname = a\nstate_dir = /s\n[ssh]\n"
+		    "known_hosts = /k\n[node a]\nhost = a\n"
+		    "address = 10.0.0.1\nrole = primary\n\0"
+		    "[node b]\nhost = b\naddress = 10.0.0.2\nrole = primary\n";
+		FILE *f = fopen(good, "w");
+
+		assert_non_null(f);
+		assert_int_equal(
+		    fwrite(nul, 1, sizeof(nul) - 1, f), sizeof(nul) - 1);
+		fclose(f);
+		assert_int_equal(chmod(good, 0600), 0);
+		err_clear(&e);
+		assert_int_equal(cfg_load(good, c, &e), DBPKI_E_CONFIG);
+		assert_non_null(strstr(e.msg, "good.ini:10: a NUL byte"));
+	}
+
 	unlink(good);
 	unlink(link);
 	unlink(big);
 	rmdir(tmpdir);
+	free(c);
+}
+
+/* cfg_check_trust: every file the inventory names that decides who gets
+ * keys, and the inventory itself, gets the same owner + parent walk that
+ * only known_hosts had.  Each case loosens one thing and expects the
+ * input's name and the exact command that fixes it. */
+static void
+expect_untrusted(const struct dbpki_cluster *c, const char *what,
+    const char *fix, const char *path)
+{
+	struct dbpki_err e;
+	char want[512];
+
+	err_clear(&e);
+	assert_int_equal(cfg_check_trust(c, &e), DBPKI_E_CONFIG);
+	snprintf(want, sizeof(want), "run: %s %s", fix, path);
+	if (strstr(e.msg, what) == NULL || strstr(e.msg, want) == NULL) {
+		print_error(
+		    "expected '%s' and '%s' in: %s\n", what, want, e.msg);
+		fail();
+	}
+}
+
+static void
+mkfile(const char *path, mode_t mode)
+{
+	write_file(path, "x\n", mode);
+}
+
+static void
+test_trust(void **state)
+{
+	char d[] = "/tmp/dbpki-test-trust.XXXXXX";
+	char sub[128], inv[160], pass[160], kh[160], id[160], id2[160];
+	char open_dir[160], ln[160], ini[2048];
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	char cmd[256];
+
+	(void)state;
+	assert_non_null(c);
+	assert_non_null(mkdtemp(d)); /* in /tmp: root's and sticky, trusted */
+	snprintf(sub, sizeof(sub), "%s/sub", d);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	snprintf(inv, sizeof(inv), "%s/c.ini", sub);
+	snprintf(pass, sizeof(pass), "%s/pass", sub);
+	snprintf(kh, sizeof(kh), "%s/kh", sub);
+	snprintf(id, sizeof(id), "%s/id", sub);
+	snprintf(id2, sizeof(id2), "%s/id2", sub);
+	mkfile(pass, 0600);
+	mkfile(kh, 0644);
+	mkfile(id, 0600);
+	mkfile(id2, 0600);
+	snprintf(ini, sizeof(ini),
+	    "[cluster]\nname = a\nstate_dir = %s/state\n"
+	    "[ca]\npassphrase_file = %s\n"
+	    "[ssh]\nknown_hosts = %s\nidentity = %s\n"
+	    "[node a]\nhost = a\naddress = 10.0.0.1\nrole = primary\n"
+	    "[node b]\nhost = b\naddress = 10.0.0.2\nrole = replica\n"
+	    "identity = %s\n",
+	    sub, pass, kh, id, id2);
+	write_file(inv, ini, 0600);
+	err_clear(&e);
+	assert_int_equal(cfg_load(inv, c, &e), 0);
+	/* state_dir does not exist yet: what would create it is checked */
+	assert_int_equal(cfg_check_trust(c, &e), 0);
+
+	/* A directory above everything, writable by the group. */
+	assert_int_equal(chmod(sub, 0775), 0);
+	expect_untrusted(c, "inventory", "chmod go-w", sub);
+	assert_int_equal(chmod(sub, 0755), 0);
+
+	/* Each file in turn, writable by the group. */
+	{
+		const struct {
+			const char *path, *what;
+		} f[] = {
+		    {inv, "inventory"},
+		    {pass, "[ca] passphrase_file"},
+		    {kh, "[ssh] known_hosts"},
+		    {id, "[ssh] identity"},
+		    {id2, "[node b] identity"},
+		};
+		size_t i;
+
+		for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+			assert_int_equal(chmod(f[i].path, 0620), 0);
+			expect_untrusted(c, f[i].what, "chmod go-w", f[i].path);
+			assert_int_equal(chmod(f[i].path, 0600), 0);
+		}
+	}
+
+	/* state_dir: an existing one writable by others, and a missing one
+	 * whose parent is. */
+	snprintf(open_dir, sizeof(open_dir), "%s/state", sub);
+	assert_int_equal(mkdir(open_dir, 0700), 0);
+	assert_int_equal(chmod(open_dir, 0707), 0);
+	expect_untrusted(c, "[cluster] state_dir", "chmod go-w", open_dir);
+	assert_int_equal(rmdir(open_dir), 0);
+	snprintf(open_dir, sizeof(open_dir), "%s/open", sub);
+	assert_int_equal(mkdir(open_dir, 0700), 0);
+	assert_int_equal(chmod(open_dir, 0777), 0);
+	snprintf(c->state_dir, sizeof(c->state_dir), "%s/state", open_dir);
+	expect_untrusted(c, "[cluster] state_dir", "chmod go-w", open_dir);
+
+	/* A symlink on the way to a world-writable directory: the real path
+	 * is walked too. */
+	snprintf(c->state_dir, sizeof(c->state_dir), "%s/state", sub);
+	snprintf(ln, sizeof(ln), "%s/ln", sub);
+	assert_int_equal(symlink(open_dir, ln), 0);
+	mkfile(pass, 0600);
+	snprintf(cmd, sizeof(cmd), "%s/pass", open_dir);
+	mkfile(cmd, 0600);
+	snprintf(c->ca_passphrase_file, sizeof(c->ca_passphrase_file),
+	    "%s/pass", ln);
+	expect_untrusted(c, "[ca] passphrase_file", "chmod go-w", open_dir);
+	snprintf(
+	    c->ca_passphrase_file, sizeof(c->ca_passphrase_file), "%s", pass);
+	assert_int_equal(cfg_check_trust(c, &e), 0);
+
+	/* Owned by another user (needs root to arrange). */
+	if (geteuid() == 0) {
+		assert_int_equal(chown(pass, 65534, (gid_t)-1), 0);
+		expect_untrusted(c, "owned by uid 65534", "chown root", pass);
+		assert_int_equal(chown(pass, 0, (gid_t)-1), 0);
+		assert_int_equal(chown(sub, 65534, (gid_t)-1), 0);
+		expect_untrusted(c, "inventory", "chown root", sub);
+		assert_int_equal(chown(sub, 0, (gid_t)-1), 0);
+	}
+	assert_int_equal(cfg_check_trust(c, &e), 0);
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+	assert_int_equal(system(cmd), 0);
 	free(c);
 }
 
@@ -369,6 +580,8 @@ main(void)
 	    cmocka_unit_test(test_no_nodes),
 	    cmocka_unit_test(test_cms_rules),
 	    cmocka_unit_test(test_file_checks),
+	    cmocka_unit_test(test_bom),
+	    cmocka_unit_test(test_trust),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
