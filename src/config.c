@@ -630,6 +630,12 @@ precheck(struct parser *p, const char *text)
 		if (nl - s + 1 > INI_LINE_MAX)
 			return pfail(p, line, "line longer than %d characters",
 			    INI_LINE_MAX);
+		/* Only the very first one is skipped (cfg_load_string); one
+		 * further on (concatenated files) would hide a header. */
+		if (memmem(s, (size_t)(nl - s + 1), UTF8_BOM, 3) != NULL)
+			return pfail(p, line,
+			    "a UTF-8 byte order mark inside the file (only one "
+			    "at the very start is allowed); remove it");
 		if (nl[1] == '\0')
 			break;
 	}

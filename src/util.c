@@ -318,7 +318,7 @@ trust_one(const char *path, const char *what, const char *p,
 		    e, DBPKI_E_CONFIG, "%s %s: not a regular file", what, path);
 	if (!trusted_owner(st->st_uid))
 		return err_set(e, DBPKI_E_CONFIG,
-		    "%s %s: %s is owned by uid %u, not by root or %s, so that "
+		    "%s %s: %s is owned by uid %u, not by root%s%s, so that "
 		    "user could change what dbpki trusts; run: chown %s %s",
 		    what, path, p, (unsigned)st->st_uid,
 		    user_name(geteuid(), me, sizeof(me)), me, p);

@@ -125,4 +125,135 @@ cluster|renew_before|1s|renew_before
 cluster|state_dir|/tmp/$(id)|state_dir
 TABLE
 
+# ---- Issue 12: every parser (INI) and every input that decides who gets
+# keys or what runs on the nodes.  Each refused with exit 2, naming the
+# file:line or the path and the exact command that fixes it, nothing
+# written.
+
+# A key before the first section was ignored (plan exited 0).
+{ printf 'name = evil\n'; base; } | write "$T/nosect.ini"
+expect_refused "key before the first section" "$T/nosect.ini" "nosect.ini:1: 'name' is outside any section"
+{ printf '; comment\n\nparallel = 1\n'; base; } | write "$T/nosect2.ini"
+expect_refused "key after a comment, before any section" "$T/nosect2.ini" "nosect2.ini:3: 'parallel' is outside any section"
+
+# An indented header: inih continues the key above, the reader starts a
+# section; the keys below belonged to neither as the admin meant.
+{ base; printf '  [node db2]\nhost = db2\naddress = 10.0.0.12\nrole = primary\n'; } | write "$T/indent.ini"
+expect_refused "indented section header" "$T/indent.ini" "indent.ini:10: [node db2] line starts with blanks"
+
+# A UTF-8 BOM anywhere but at the start (concatenated files) is refused.
+{ base; printf '\xef\xbb\xbf[node db2]\nhost = db2\naddress = 10.0.0.12\nrole = primary\n'; } | write "$T/midbom.ini"
+expect_refused "BOM before a later section" "$T/midbom.ini" "midbom.ini:10: a UTF-8 byte order mark"
+
+# A NUL byte: the text after it was never read (a second primary passed).
+{ base; printf '\0[node db2]\nhost = db2\naddress = 10.0.0.12\nrole = primary\n'; } | write "$T/nul.ini"
+expect_refused "NUL byte" "$T/nul.ini" "nul.ini:10: a NUL byte"
+{ printf '[clu\0ster]\n'; base; } | write "$T/nul2.ini"
+expect_refused "NUL byte in a header" "$T/nul2.ini" "nul2.ini:1: a NUL byte"
+
+# Trust paths: each input in a directory others can write (not sticky), or
+# owned by another user.  A fresh directory per case under $T (0700, in
+# sticky /tmp: trusted), loosened on purpose.
+trust_case() { # name, sed expression (may use $D), file to create (or ""), path to loosen, how (chmod MODE | chown USER), expected part
+	local name=$1 expr=$2 mk=$3 loosen=$4 how=$5 want=$6
+	D=$T/trust-$((++nh))
+	mkdir -m 755 "$D" "$D/sub" "$D/f" # the inventory in sub/, other files in f/
+	[ -z "$mk" ] || { : >"$D/f/$mk"; chmod 600 "$D/f/$mk"; }
+	base | sed "${expr//\$D/$D}" | write "$D/sub/c.ini"
+	$how "$D/$loosen"
+	expect_refused "$name" "$D/sub/c.ini" "$want"
+}
+run_as_root() { [ "$(id -u)" = 0 ]; }
+trust_case "inventory in a group-writable directory" "" "" sub "chmod 775" \
+	"inventory $T/trust-$((nh + 1))/sub/c.ini: $T/trust-$((nh + 1))/sub is writable by group or others (mode 0775), so another user could change what dbpki trusts; run: chmod go-w $T/trust-$((nh + 1))/sub"
+trust_case "inventory under a world-writable directory" "" "" . "chmod 777" \
+	"run: chmod go-w $T/trust-$((nh + 1))"
+trust_case "state_dir in a group-writable directory" "s|^state_dir = .*|state_dir = \$D/open/state|" "" open "mkdir -m 770" \
+	"[cluster] state_dir"
+trust_case "passphrase_file in a group-writable directory" "s|^\\[ca\\]\$|[ca]|; s|^\\[ssh\\]|[ca]\\npassphrase_file = \$D/f/pass\\n[ssh]|" pass f "chmod 770" \
+	"[ca] passphrase_file"
+trust_case "group-writable passphrase_file" "s|^\\[ssh\\]|[ca]\\npassphrase_file = \$D/f/pass\\n[ssh]|" pass f/pass "chmod 620" \
+	"run: chmod go-w $T/trust-$((nh + 1))/f/pass"
+trust_case "identity in a group-writable directory" "s|^\\[ssh\\]|[ssh]\\nidentity = \$D/f/id|" id f "chmod 775" \
+	"[ssh] identity"
+trust_case "per-node identity override, group-writable" "s|^role = primary|role = primary\\nidentity = \$D/f/id|" id f/id "chmod 660" \
+	"[node db1] identity"
+trust_case "identity_passphrase_file, world-writable" "s|^\\[ssh\\]|[ssh]\\nidentity_passphrase_file = \$D/f/ip|" ip f/ip "chmod 606" \
+	"[ssh] identity_passphrase_file"
+trust_case "known_hosts in a group-writable directory" "s|^known_hosts = .*|known_hosts = \$D/f/kh|" kh f "chmod 775" \
+	"[ssh] known_hosts"
+if run_as_root; then
+	trust_case "inventory owned by another user" "" "" sub/c.ini "chown nobody" \
+		"is owned by uid $(id -u nobody), not by root, so that user could change what dbpki trusts; run: chown root $T/trust-$((nh + 1))/sub/c.ini"
+	trust_case "identity owned by another user" "s|^\\[ssh\\]|[ssh]\\nidentity = \$D/f/id|" id f/id "chown nobody" \
+		"run: chown root $T/trust-$((nh + 1))/f/id"
+	trust_case "directory above the inventory owned by another user" "" "" sub "chown nobody" \
+		"run: chown root $T/trust-$((nh + 1))/sub"
+fi
+# A symlink on the way to a world-writable directory: the real path counts.
+D=$T/trust-link
+mkdir -m 755 "$D" "$D/real"
+chmod 777 "$D/real"
+ln -s "$D/real" "$D/via"
+base | write "$D/real/c.ini"
+expect_refused "inventory through a symlinked directory" "$D/via/c.ini" "run: chmod go-w $D/real"
+
+# Templates and playbooks run on every node: the overrides and the files.
+D=$T/data
+mkdir -m 755 "$D"
+cp -r "${DBPKI_ROOT:?}/templates" "$D/templates"
+cp -r "$DBPKI_ROOT/playbooks" "$D/playbooks"
+chmod -R go-w "$D"
+base | write "$T/data.ini"
+plan_refused() { # name, expected part, env...
+	local name=$1 want=$2 out rc
+	shift 2
+	set +e
+	out=$(env "$@" "$DBPKI" plan -c "$T/data.ini" bootstrap 2>&1)
+	rc=$?
+	set -e
+	[ "$rc" = 2 ] || fail "$name: plan exit $rc, expected 2: $out"
+	case $out in *"$want"*) ;; *) fail "$name: message lacks '$want': $out" ;; esac
+	[ ! -e "$T/state" ] || fail "$name: the state_dir was created"
+	echo "ok: $name -> $(printf '%s' "$out" | head -n 1)"
+}
+set +e
+out=$(DBPKI_TEMPLATES=$D/templates DBPKI_PLAYBOOKS=$D/playbooks "$DBPKI" plan -c "$T/data.ini" bootstrap 2>&1)
+rc=$?
+set -e
+[ "$rc" = 0 ] || fail "plan with trusted DBPKI_TEMPLATES/DBPKI_PLAYBOOKS copies: exit $rc: $out"
+chmod 775 "$D/templates"
+plan_refused "DBPKI_TEMPLATES group-writable" "DBPKI_TEMPLATES $D/templates: $D/templates is writable by group or others (mode 0775), so another user could change what dbpki trusts; run: chmod go-w $D/templates" \
+	DBPKI_TEMPLATES="$D/templates" DBPKI_PLAYBOOKS="$D/playbooks"
+chmod 755 "$D/templates"
+chmod 777 "$D/templates/postgres"
+plan_refused "a platform's template directory world-writable" "run: chmod go-w $D/templates/postgres" \
+	DBPKI_TEMPLATES="$D/templates" DBPKI_PLAYBOOKS="$D/playbooks"
+chmod 755 "$D/templates/postgres"
+chmod 664 "$D/templates/postgres/certs.sh"
+plan_refused "a group-writable template" "run: chmod go-w $D/templates/postgres/certs.sh" \
+	DBPKI_TEMPLATES="$D/templates" DBPKI_PLAYBOOKS="$D/playbooks"
+chmod 644 "$D/templates/postgres/certs.sh"
+chmod 777 "$D/playbooks"
+plan_refused "DBPKI_PLAYBOOKS world-writable" "DBPKI_PLAYBOOKS $D/playbooks: $D/playbooks is writable by group or others (mode 0777)" \
+	DBPKI_TEMPLATES="$D/templates" DBPKI_PLAYBOOKS="$D/playbooks"
+chmod 755 "$D/playbooks"
+if run_as_root; then
+	chown nobody "$D/playbooks/bootstrap.ini"
+	plan_refused "a playbook owned by another user" "run: chown root $D/playbooks/bootstrap.ini" \
+		DBPKI_TEMPLATES="$D/templates" DBPKI_PLAYBOOKS="$D/playbooks"
+	chown root "$D/playbooks/bootstrap.ini"
+fi
+
+# A BOM at the very start is skipped (inih skips it too): the first
+# section's keys all count.
+{ printf '\xef\xbb\xbf'; base; } | write "$T/bom.ini"
+set +e
+out=$("$DBPKI" plan -c "$T/bom.ini" bootstrap 2>&1)
+rc=$?
+set -e
+[ "$rc" = 0 ] || fail "BOM at the start: plan exit $rc: $out"
+[ ! -e "$T/state" ] || fail "BOM: plan created the state_dir"
+echo "ok: a BOM at the start is skipped, [cluster] still counts"
+
 echo "all bad inventories refused with exit 2, nothing written"

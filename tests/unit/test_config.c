@@ -205,9 +205,10 @@ static const struct bad_case bad_cases[] = {
 	"continuation of 'role' in [node db1]"},
     {"[ca]", "\t[ca]", "t.ini:7: [ca] line starts with blanks"},
     /* A BOM anywhere but at the very start is not skipped: refused. */
-    {"[ca]", "\xEF\xBB\xBF[ca]", "t.ini:"},
+    {"[ca]", "\xEF\xBB\xBF[ca]", "t.ini:7: a UTF-8 byte order mark inside"},
     {"name = prod-db", "\xEF\xBB\xBFname = prod-db",
-	"t.ini:2: [cluster]: unknown key"},
+	"t.ini:2: a UTF-8 byte order mark"},
+    {"name = prod-db", "name = prod\xEF\xBB\xBF-db", "t.ini:2: a UTF-8 byte"},
 };
 
 static char *
