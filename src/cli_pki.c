@@ -50,7 +50,7 @@ static const char usage_ca[] =
 
 static const char usage_issue[] =
     "usage: dbpki issue -c INVENTORY [--force]\n"
-    "       dbpki issue -c INVENTORY --signed DIR\n"
+    "       dbpki issue -c INVENTORY --signed DIR [--allow-extra-san]\n"
     "\n"
     "Make the local store hold every certificate the inventory needs: a\n"
     "server certificate per database node (or one shared), and the client\n"
@@ -64,29 +64,41 @@ static const char usage_issue[] =
     "the CSRs of `dbpki csr -c INVENTORY`: every .crt, .pem or .cer file in\n"
     "DIR (names do not matter: each is matched to its key), checked against\n"
     "its key, CN, SANs, extendedKeyUsage and the trusted CA, then stored as\n"
-    "the current leaf.  Any refusal names the file and stores nothing\n"
+    "the current leaf.  A certificate with a SAN the inventory does not\n"
+    "ask for (a wildcard, another node's name) is refused unless\n"
+    "--allow-extra-san says it is wanted.\n"
+    "Any refusal names the file and stores nothing\n"
     "(exit 2 bad input, 3 a check failed).\n"
     "Exit 4 when there is no CA yet (run: dbpki ca init -c INVENTORY).\n";
 
 static const char usage_csr[] =
     "usage: dbpki csr --cn CN [--san NAME]... --key-type TYPE --out PREFIX\n"
+    "                 [--force]\n"
     "       dbpki csr -c INVENTORY\n"
     "\n"
     "Make a key and a certificate signing request for an external CA.\n"
     "The first form writes PREFIX.key (0600) and PREFIX.csr; --san takes a\n"
     "host name or an IP address (repeat it or give a comma list); TYPE is\n"
-    "ec:P-256, ec:P-384, rsa:3072 or rsa:4096.  The second form writes one\n"
+    "ec:P-256, ec:P-384, rsa:3072 or rsa:4096.  An existing PREFIX.key or\n"
+    "PREFIX.csr is never overwritten (--force replaces both, atomically).\n"
+    "The second form writes one\n"
     "pair per certificate the inventory needs into state_dir/csr/; have\n"
     "the CSRs signed, then: dbpki issue -c INVENTORY --signed DIR.\n";
 
 static const char usage_sign[] =
     "usage: dbpki sign -c INVENTORY CSR --profile server|client --out CERT"
     " [--days N]\n"
+    "                  [--force]\n"
     "\n"
     "Sign CSR with the cluster CA using the dbserver or dbclient profile.\n"
     "The CN and SANs are taken from the CSR (DNS names and IP addresses\n"
     "only); the validity is the inventory's unless --days is given, and\n"
-    "never beyond the CA's.  The certificate is also recorded in the store.\n";
+    "never beyond the CA's.  The certificate is recorded in the store\n"
+    "first, then written to CERT, which must not exist (--force replaces\n"
+    "it, atomically).  Refused: a server CSR without SANs (no client could\n"
+    "match the host), a client CSR for a privileged role (postgres, the\n"
+    "[ssh] user, [client] common_name, pg_*): its holder would log in as\n"
+    "that role.\n";
 
 static const char usage_inspect[] =
     "usage: dbpki inspect CERT [--json]\n"
@@ -106,7 +118,8 @@ static const char usage_verify[] =
     "Verify CERT against BUNDLE (at most 10 PEM certificates: the\n"
     "self-signed ones are trusted, the others may be intermediates).\n"
     "--host also requires NAME (host name or IP) in the SANs and implies\n"
-    "--purpose server.  Exit 0 when valid, 3 with the reason otherwise.\n";
+    "--purpose server (serverAuth; another --purpose with it is refused).\n"
+    "Exit 0 when valid, 3 with the reason otherwise.\n";
 
 static int
 help_or_usage(const char *text, int is_help)
@@ -239,13 +252,14 @@ cli_issue(int argc, char **argv)
 	    {"config", required_argument, NULL, 'c'},
 	    {"force", no_argument, NULL, 'f'},
 	    {"signed", required_argument, NULL, 's'},
+	    {"allow-extra-san", no_argument, NULL, 'x'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
 	const char *inv = NULL, *dir = NULL;
-	int ch, rc, force = 0;
+	int ch, rc, force = 0, extra_san = 0;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "c:fh", opts, NULL)) != -1) {
@@ -253,6 +267,7 @@ cli_issue(int argc, char **argv)
 		case 'c': inv = optarg; break;
 		case 'f': force = 1; break;
 		case 's': dir = optarg; break;
+		case 'x': extra_san = 1; break;
 		case 'h': return help_or_usage(usage_issue, 1);
 		default: return help_or_usage(usage_issue, 0);
 		}
@@ -262,14 +277,17 @@ cli_issue(int argc, char **argv)
 	if (dir != NULL && force)
 		return bad_usage(usage_issue, "issue: --signed and --force "
 					      "do not go together");
+	if (dir == NULL && extra_san)
+		return bad_usage(usage_issue, "issue: --allow-extra-san goes "
+					      "with --signed DIR");
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return EXIT_FAILED;
 	if ((rc = cli_load_cluster(inv, c)) != 0)
 		goto out;
 	err_clear(&e);
 	if (dir != NULL)
-		rc = pki_issue_signed(c, dir, &e) != 0 ? cli_fail(&e)
-						       : EXIT_DONE;
+		rc = pki_issue_signed(c, dir, extra_san, &e) != 0 ? cli_fail(&e)
+								  : EXIT_DONE;
 	else
 		rc =
 		    pki_issue_all(c, force, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
@@ -283,7 +301,7 @@ out:
 struct csr_opts {
 	const char *inv, *cn, *type, *out;
 	char sans[CLI_MAX_SAN][CFG_HOST];
-	int n_san;
+	int n_san, force;
 };
 
 /* --san takes one name or a comma list. */
@@ -307,34 +325,6 @@ add_sans(struct csr_opts *o, const char *arg)
 		p += n + (comma ? 1 : 0);
 	}
 	return 0;
-}
-
-static int
-csr_write_files(
-    const char *prefix, EVP_PKEY *k, X509_REQ *req, struct dbpki_err *e)
-{
-	unsigned char *kpem = NULL;
-	size_t klen = 0;
-	char path[CFG_PATH + 8], *data;
-	BIO *b = NULL;
-	long len;
-	int r;
-
-	if ((r = pki_key_to_pem(k, NULL, &kpem, &klen, e)) != 0)
-		return r;
-	if ((b = BIO_new(BIO_s_mem())) == NULL ||
-	    !PEM_write_bio_X509_REQ(b, req) ||
-	    (len = BIO_get_mem_data(b, &data)) <= 0)
-		r = err_ssl(e, "cannot encode the CSR");
-	else if (util_fmt(path, sizeof(path), "%s.key", prefix) != 0)
-		r = err_set(e, DBPKI_E_USAGE, "--out: too long");
-	else if ((r = util_write_atomic(path, kpem, klen, 0600, e)) == 0 &&
-		 util_fmt(path, sizeof(path), "%s.csr", prefix) == 0 &&
-		 (r = util_write_atomic(path, data, (size_t)len, 0644, e)) == 0)
-		log_info("wrote %s.csr and %s.key (mode 0600)", prefix, prefix);
-	BIO_free(b);
-	util_freezero(kpem, klen + 1);
-	return r;
 }
 
 static int
@@ -365,7 +355,7 @@ csr_single(struct csr_opts *o)
 		s->san[s->n_san++] = o->sans[i];
 	if (pki_key_generate(alg, &k, &e) != 0 ||
 	    pki_csr_build(s, k, &req, &e) != 0 ||
-	    csr_write_files(o->out, k, req, &e) != 0)
+	    pki_csr_write_out(o->out, k, req, o->force, &e) != 0)
 		rc = cli_fail(&e);
 	else
 		rc = EXIT_DONE;
@@ -384,6 +374,7 @@ cli_csr(int argc, char **argv)
 	    {"san", required_argument, NULL, 's'},
 	    {"key-type", required_argument, NULL, 'k'},
 	    {"out", required_argument, NULL, 'o'},
+	    {"force", no_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -402,6 +393,7 @@ cli_csr(int argc, char **argv)
 		case 'n': o->cn = optarg; break;
 		case 'k': o->type = optarg; break;
 		case 'o': o->out = optarg; break;
+		case 'f': o->force = 1; break;
 		case 's':
 			if (add_sans(o, optarg) != 0) {
 				rc = bad_usage(usage_csr,
@@ -422,9 +414,11 @@ cli_csr(int argc, char **argv)
 		rc = csr_single(o);
 		goto out;
 	}
-	if (o->cn != NULL || o->type != NULL || o->out != NULL || o->n_san) {
-		rc = bad_usage(usage_csr, "csr: -c cannot be combined with "
-					  "--cn/--san/--key-type/--out");
+	if (o->cn != NULL || o->type != NULL || o->out != NULL || o->n_san ||
+	    o->force) {
+		rc =
+		    bad_usage(usage_csr, "csr: -c cannot be combined with "
+					 "--cn/--san/--key-type/--out/--force");
 		goto out;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
@@ -440,75 +434,20 @@ out:
 
 /* ---- sign -------------------------------------------------------------- */
 
-static int
-read_csr(const char *path, X509_REQ **out, struct dbpki_err *e)
-{
-	char *buf = NULL;
-	size_t len = 0;
-	BIO *b;
-	int r;
-
-	*out = NULL;
-	if ((r = util_read_file(path, UTIL_MAX_INPUT, 0, &buf, &len, e)) != 0)
-		return r;
-	if ((b = BIO_new_mem_buf(buf, (int)len)) != NULL)
-		*out = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL);
-	BIO_free(b);
-	free(buf);
-	if (*out == NULL)
-		return err_ssl(e, "%s: not a PEM certificate request", path);
-	return 0;
-}
-
 struct sign_opts {
 	const char *inv, *csr, *profile, *out;
 	long long days;
+	int force;
 };
 
 static int
 sign_run(const struct dbpki_cluster *c, const struct sign_opts *o,
     struct dbpki_err *e)
 {
-	char(*names)[CFG_HOST] = NULL;
-	struct pki_spec *s = NULL;
-	struct pki_ca *ca = NULL;
-	unsigned char *pem = NULL;
-	X509_REQ *req = NULL;
-	X509 *x = NULL;
-	size_t len = 0;
-	int r;
+	struct pki_sign_req rq = {o->csr, o->out,
+	    strcmp(o->profile, "server") == 0, o->days, o->force};
 
-	names = calloc(PKI_MAX_SAN, sizeof(*names));
-	s = calloc(1, sizeof(*s));
-	if (names == NULL || s == NULL) {
-		r = err_set(e, DBPKI_E_NOMEM, "out of memory");
-		goto out;
-	}
-	if ((r = pki_ca_load(c, &ca, e)) != 0 ||
-	    (r = read_csr(o->csr, &req, e)) != 0 ||
-	    (r = pki_csr_read_spec(req, s, names, PKI_MAX_SAN, e)) != 0)
-		goto out;
-	s->profile = strcmp(o->profile, "server") == 0 ? PKI_PROFILE_SERVER
-						       : PKI_PROFILE_CLIENT;
-	s->validity = o->days > 0                        ? o->days * 86400
-		      : s->profile == PKI_PROFILE_SERVER ? c->server_validity
-							 : c->client_validity;
-	if ((r = pki_cert_build(s, X509_REQ_get0_pubkey(req), ca->cert, ca->key,
-		 &x, e)) != 0 ||
-	    (r = pki_cert_to_pem(x, &pem, &len, e)) != 0 ||
-	    (r = util_write_atomic(o->out, pem, len, 0644, e)) != 0 ||
-	    (r = pki_store_record_signed(c, x, e)) != 0)
-		goto out;
-	pki_inspect_print(stdout, x, 0);
-	log_info("wrote %s", o->out);
-out:
-	free(pem);
-	X509_free(x);
-	X509_REQ_free(req);
-	pki_ca_free(ca);
-	free(s);
-	free(names);
-	return r;
+	return pki_sign_csr(c, &rq, e);
 }
 
 int
@@ -519,10 +458,11 @@ cli_sign(int argc, char **argv)
 	    {"profile", required_argument, NULL, 'p'},
 	    {"out", required_argument, NULL, 'o'},
 	    {"days", required_argument, NULL, 'd'},
+	    {"force", no_argument, NULL, 'f'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct sign_opts o = {NULL, NULL, NULL, NULL, 0};
+	struct sign_opts o = {NULL, NULL, NULL, NULL, 0, 0};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
 	int ch, rc;
@@ -533,6 +473,7 @@ cli_sign(int argc, char **argv)
 		case 'c': o.inv = optarg; break;
 		case 'p': o.profile = optarg; break;
 		case 'o': o.out = optarg; break;
+		case 'f': o.force = 1; break;
 		case 'd':
 			if (util_parse_int(optarg, 1, 3650, &o.days) != 0)
 				return bad_usage(usage_sign, "sign: --days "
@@ -685,6 +626,12 @@ cli_verify(int argc, char **argv)
 	else if (pur != NULL)
 		return bad_usage(usage_verify, "verify: --purpose is server, "
 					       "client or any");
+	/* A host name is what a TLS client checks of a server: a
+	 * certificate that may only authenticate clients must not pass. */
+	if (host != NULL && purpose != PKI_PURPOSE_SERVER)
+		return bad_usage(usage_verify,
+		    "verify: --host checks a server certificate and implies "
+		    "--purpose server; leave --purpose out");
 	err_clear(&e);
 	if (pki_cert_load_pem(argv[optind], &x, &e) != 0 ||
 	    pki_bundle_load(argv[optind + 1], &bundle, &e) != 0) {

@@ -89,10 +89,26 @@ survey_ca(const struct dbpki_cluster *c, struct survey *s,
 	char p[CFG_PATH], rel[64];
 	struct stat st;
 	X509 *ca = NULL;
-	int r, rolling;
+	int i, r, rolling;
 
-	/* Also the friendly "no CA; run: dbpki ca init" error. */
-	if ((r = pki_ca_load_cert(c, &ca, e)) != 0)
+	/* Also the friendly "no CA; run: dbpki ca init" error, but for an
+	 * import-only store (docs/corporate-ca.md): no dbca, the imported
+	 * chain is the whole trust, and a leaf cannot outlive its CAs. */
+	if ((r = pki_ca_load_cert(c, &ca, e)) == DBPKI_E_NOCA &&
+	    pki_trust_imported(c)) {
+		err_clear(e);
+		if ((r = survey_bundle(
+			 c, s, SURVEY_TRUSTED, "imported", trust, e)) != 0)
+			return r;
+		*ca_na = INT64_MAX;
+		for (i = 0; i < sk_X509_num(*trust); i++)
+			if (pki_cert_not_after(sk_X509_value(*trust, i)) <
+			    *ca_na)
+				*ca_na = pki_cert_not_after(
+				    sk_X509_value(*trust, i));
+		return 0;
+	}
+	if (r != 0)
 		return r;
 	*ca_na = pki_cert_not_after(ca);
 	X509_free(ca);

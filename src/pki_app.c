@@ -41,6 +41,7 @@ app_refuse(const struct dbpki_cluster *c, const char *role, const char *dir,
     const char *dbname, struct dbpki_err *e)
 {
 	struct stat st;
+	char why[160];
 
 	if (c->platform != PLATFORM_POSTGRES)
 		return err_set(e, DBPKI_E_USAGE,
@@ -53,13 +54,12 @@ app_refuse(const struct dbpki_cluster *c, const char *role, const char *dir,
 		    "issues for: a letter or _, then letters, digits or _, at "
 		    "most %d",
 		    role, ROLE_MAX);
-	/* That CN is the cluster's superuser and replication identity. */
-	if (strcmp(role, c->client_common_name) == 0)
+	/* The superuser, the cluster's own identity: never an application's
+	 * (the same rule as `dbpki sign --profile client`). */
+	if (pki_role_privileged(c, role, why, sizeof(why)))
 		return err_set(e, DBPKI_E_USAGE,
-		    "'%s' is the cluster's own dbclient "
-		    "identity ([client] common_name); an application gets a "
-		    "role of its own",
-		    role);
+		    "'%s' is %s; an application gets a role of its own", role,
+		    why);
 	if (!pki_valid_role(dbname))
 		return err_set(e, DBPKI_E_USAGE,
 		    "--dbname '%.80s': letters, digits "

@@ -1,5 +1,6 @@
 /* pki_cert: the signing profiles (dbca, dbserver, dbclient), SANs, CSRs and
  * small certificate accessors. */
+#include "dbpki/log.h"
 #include "dbpki/pki.h"
 #include "dbpki/util.h"
 
@@ -395,6 +396,12 @@ name_cn(const X509_NAME *name, char *out, size_t outsz)
 	    &utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
 	if (n < 0)
 		return -1;
+	/* A NUL would cut "postgres\0x" to "postgres" for every C string
+	 * compare: such a CN is no name at all. */
+	if (memchr(utf8, '\0', (size_t)n) != NULL) {
+		OPENSSL_free(utf8);
+		return -1;
+	}
 	i = util_fmt(out, outsz, "%.*s", n, (const char *)utf8);
 	OPENSSL_free(utf8);
 	return i;
@@ -454,6 +461,50 @@ pki_cert_san_equal(X509 *x, const struct pki_spec *s)
 	}
 	GENERAL_NAMES_free(gens);
 	return ok;
+}
+
+int
+pki_cert_san_extra(X509 *x, const struct pki_spec *s, char *first, size_t sz)
+{
+	char ip[INET6_ADDRSTRLEN], safe[4 * 80 + 8];
+	const GENERAL_NAME *gn;
+	const ASN1_STRING *v;
+	GENERAL_NAMES *gens;
+	int i, j, found, n = 0;
+
+	first[0] = '\0';
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+		gn = sk_GENERAL_NAME_value(gens, i);
+		for (found = 0, j = 0; !found && j < s->n_san; j++)
+			found = gn_equal(gn, s->san[j]);
+		if (found || n++ > 0)
+			continue;
+		if (gn->type == GEN_DNS) {
+			v = gn->d.dNSName;
+			/* Untrusted bytes: escaped, and a NUL shown too. */
+			log_sanitize(safe, sizeof(safe),
+			    (const char *)ASN1_STRING_get0_data(v),
+			    (size_t)ASN1_STRING_length(v), 0);
+			util_fmt(first, sz, "DNS:%s%s", safe,
+			    memchr(ASN1_STRING_get0_data(v), '\0',
+				(size_t)ASN1_STRING_length(v))
+				? "\\x00..."
+				: "");
+		} else if (gn->type == GEN_IPADD &&
+			   (ASN1_STRING_length(gn->d.iPAddress) == 4 ||
+			       ASN1_STRING_length(gn->d.iPAddress) == 16) &&
+			   inet_ntop(ASN1_STRING_length(gn->d.iPAddress) == 4
+					 ? AF_INET
+					 : AF_INET6,
+			       ASN1_STRING_get0_data(gn->d.iPAddress), ip,
+			       sizeof(ip)) != NULL)
+			util_fmt(first, sz, "IP:%s", ip);
+		else
+			util_fmt(first, sz, "a SAN of type %d", gn->type);
+	}
+	GENERAL_NAMES_free(gens);
+	return n;
 }
 
 int

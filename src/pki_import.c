@@ -274,13 +274,103 @@ read_checked(
 	return 0;
 }
 
+/* ---- the text of a PEM file -------------------------------------------- */
+
+/* Line [p, end) without its trailing blanks ("\r", spaces, tabs). */
+static size_t
+line_len(const char *p, const char *end)
+{
+	while (
+	    end > p && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	return (size_t)(end - p);
+}
+
+static int
+has_prefix(const char *p, size_t n, const char *pre)
+{
+	return n >= strlen(pre) && memcmp(p, pre, strlen(pre)) == 0;
+}
+
+static int
+ends_dashes(const char *p, size_t n)
+{
+	return n >= 10 && memcmp(p + n - 5, "-----", 5) == 0;
+}
+
+/* Refuse text where no text belongs, quoting it (sanitised, cut short):
+ * the admin sees what was in the file that dbpki would have dropped. */
+static int
+refuse_text(struct dbpki_err *e, const char *what, const char *where,
+    int lineno, const char *p, size_t n)
+{
+	char safe[4 * 60 + 8];
+
+	log_sanitize(safe, sizeof(safe), p, n > 60 ? 60 : n, 0);
+	return pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
+	    "%s (line %d): '%s%s'; the file must hold the PEM blocks only "
+	    "(text is allowed before the first one)",
+	    where, lineno, safe, n > 60 ? "..." : "");
+}
+
+int
+pki_pem_text(const char *buf, size_t len, const char *what, int *nblocks,
+    struct dbpki_err *e)
+{
+	const char *p = buf, *end = buf + len, *nl, *z;
+	int lineno = 0, in = 0, k = 0;
+	char where[64];
+	size_t n;
+
+	*nblocks = 0;
+	/* A NUL ends the text for every C string function and for OpenSSL's
+	 * line reader: what follows it would be read by nobody. */
+	if ((z = memchr(buf, '\0', len)) != NULL)
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
+		    "a NUL byte at offset %zu; a PEM file is text",
+		    (size_t)(z - buf));
+	for (; p < end; p = nl + 1) {
+		lineno++;
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			nl = end;
+		n = line_len(p, nl);
+		if (!in && has_prefix(p, n, "-----BEGIN ")) {
+			if (!ends_dashes(p, n))
+				return refuse_text(e, what,
+				    "a damaged BEGIN line", lineno, p, n);
+			in = 1;
+			k++;
+		} else if (in && has_prefix(p, n, "-----END ")) {
+			if (!ends_dashes(p, n))
+				return refuse_text(e, what,
+				    "text after an END line", lineno, p, n);
+			in = 0;
+		} else if (in && has_prefix(p, n, "-----"))
+			return refuse_text(e, what,
+			    "a BEGIN line inside a PEM block", lineno, p, n);
+		else if (!in && k > 0 &&
+			 strspn(p, " \t\r") < (size_t)(nl - p)) {
+			util_fmt(where, sizeof(where),
+			    "text after PEM block #%d", k);
+			return refuse_text(e, what, where, lineno, p, n);
+		}
+		if (nl == end)
+			break;
+	}
+	if (in)
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
+		    "PEM block #%d has no END line (a cut file?)", k);
+	*nblocks = k;
+	return 0;
+}
+
 /* ---- rules on the certificates ------------------------------------------ */
 
 /* Every PEM block must be a CERTIFICATE; a key in the file is refused
  * loudly, since it should never have been handed over. */
-static int
-pem_certs(const void *buf, size_t len, const char *what, STACK_OF(X509) * sk,
-    struct dbpki_err *e)
+int
+pki_pem_certs(const void *buf, size_t len, const char *what,
+    STACK_OF(X509) * sk, struct dbpki_err *e)
 {
 	char *name = NULL, *header = NULL;
 	unsigned char *data = NULL;
@@ -288,8 +378,10 @@ pem_certs(const void *buf, size_t len, const char *what, STACK_OF(X509) * sk,
 	long dlen = 0;
 	X509 *x = NULL;
 	BIO *b;
-	int r = 0, k = 0;
+	int r = 0, k = 0, blocks = 0;
 
+	if ((r = pki_pem_text(buf, len, what, &blocks, e)) != 0)
+		return r;
 	if (len > INT32_MAX || (b = BIO_new_mem_buf(buf, (int)len)) == NULL)
 		return err_ssl(e, "%s: cannot read", what);
 	while (r == 0 && PEM_read_bio(b, &name, &header, &data, &dlen) == 1) {
@@ -297,8 +389,9 @@ pem_certs(const void *buf, size_t len, const char *what, STACK_OF(X509) * sk,
 		q = data;
 		if (strstr(name, "PRIVATE KEY") != NULL)
 			r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
-			    "PEM block #%d is a private key: a CA key must "
-			    "never leave the CA; give the certificate(s) only",
+			    "PEM block #%d is a private key: a key must "
+			    "never leave its owner; give the certificate(s) "
+			    "only",
 			    k);
 		else if (strcmp(name, "CERTIFICATE") != 0)
 			r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
@@ -331,6 +424,11 @@ pem_certs(const void *buf, size_t len, const char *what, STACK_OF(X509) * sk,
 		r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 		    "PEM block #%d is damaged (bad base64 or no END line)",
 		    k + 1);
+	if (r == 0 && sk_X509_num(sk) != blocks)
+		r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
+		    "%d PEM block(s) in the text, %d read: a block is "
+		    "damaged",
+		    blocks, sk_X509_num(sk));
 	if (r == 0 && sk_X509_num(sk) == 0)
 		r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 		    "no PEM certificate in it (DER? convert it with: openssl "
@@ -429,6 +527,31 @@ rule_ca(X509 *x, const char *what, const char *lbl, struct dbpki_err *e)
 	return 0;
 }
 
+/* A CA's pathLenConstraint caps the CA certificates below it before a
+ * leaf; certificate i has i of them in the chain (#1 signs the leaves).
+ * TLS peers enforce it, so a chain that breaks it would deploy fine and
+ * fail at the first handshake. */
+static int
+rule_pathlen(
+    X509 *x, int i, const char *what, const char *lbl, struct dbpki_err *e)
+{
+	long max;
+
+	if (X509_get_extension_flags(x) & EXFLAG_INVALID)
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "path length",
+		    "%s has extensions that do not decode (a negative "
+		    "pathLenConstraint?)",
+		    lbl);
+	max = X509_get_pathlen(x);
+	if (max < 0 || i <= max)
+		return 0;
+	return pki_refuse(e, DBPKI_E_CONFIG, what, "path length",
+	    "%s has pathLenConstraint %ld, but %d CA certificate(s) below it "
+	    "in this chain; TLS peers would refuse every leaf it signs. Ask "
+	    "for a chain whose CAs allow this depth",
+	    lbl, max, i);
+}
+
 /* Certificate i is signed by i+1; the last one by itself. */
 static int
 rule_signature(STACK_OF(X509) * sk, int i, const char *what, const char *lbl,
@@ -482,7 +605,8 @@ check_one(STACK_OF(X509) * sk, int i, int64_t now, const char *what,
 	if ((r = rule_validity(x, now, what, lbl, e)) != 0 ||
 	    (r = rule_key(x, what, lbl, e)) != 0 ||
 	    (r = rule_digest(x, what, lbl, e)) != 0 ||
-	    (r = rule_ca(x, what, lbl, e)) != 0)
+	    (r = rule_ca(x, what, lbl, e)) != 0 ||
+	    (r = rule_pathlen(x, i, what, lbl, e)) != 0)
 		return r;
 	return rule_signature(sk, i, what, lbl, e);
 }
@@ -497,7 +621,7 @@ pki_import_check_pem(const void *buf, size_t len, const char *what, int64_t now,
 	*out = NULL;
 	if ((sk = sk_X509_new_null()) == NULL)
 		return err_ssl(e, "out of memory");
-	r = pem_certs(buf, len, what, sk, e);
+	r = pki_pem_certs(buf, len, what, sk, e);
 	for (i = 0; r == 0 && i < sk_X509_num(sk); i++)
 		r = check_one(sk, i, now, what, e);
 	if (r != 0) {
@@ -565,10 +689,13 @@ trust_read(const struct dbpki_cluster *c, char path[CFG_PATH],
 	int r;
 
 	*out = NULL;
-	/* dbca must exist either way: the store is made by `ca init`. */
-	if ((r = pki_ca_load_cert(c, &ca, e)) != 0)
-		return r;
-	X509_free(ca);
+	/* Without an import the trust is dbca, and its absence gets the
+	 * "run: dbpki ca init" error.  An import-only store has no dbca. */
+	if (!pki_trust_imported(c)) {
+		if ((r = pki_ca_load_cert(c, &ca, e)) != 0)
+			return r;
+		X509_free(ca);
+	}
 	if (pki_store_path(c, path, "%s",
 		pki_trust_imported(c) ? TRUST_FILE : "ca/dbca.crt") != 0)
 		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
@@ -762,7 +889,7 @@ same_content(const char *path, const unsigned char *pem, size_t len)
 }
 
 static void
-import_report(STACK_OF(X509) * sk, const char *dst)
+import_report(STACK_OF(X509) * sk, const char *dst, int have_dbca)
 {
 	char lbl[LABEL_SIZE], t[32], fp[PKI_SHA256_HEX];
 	X509 *x;
@@ -776,10 +903,19 @@ import_report(STACK_OF(X509) * sk, const char *dst)
 		log_info("trusted %s until %s, sha256 %s", lbl, t, fp);
 	}
 	log_info("wrote %s", dst);
-	log_warn("from now on the leaf certificates must chain to this CA: "
-		 "dbca no longer signs them. Run: dbpki csr -c INVENTORY, have "
-		 "the CSRs signed, then: dbpki issue -c INVENTORY --signed DIR "
-		 "(docs/corporate-ca.md)");
+	if (have_dbca)
+		log_warn(
+		    "from now on the leaf certificates must chain to this "
+		    "CA: dbca no longer signs them. Run: dbpki csr -c "
+		    "INVENTORY, have the CSRs signed, then: dbpki issue -c "
+		    "INVENTORY --signed DIR (docs/corporate-ca.md)");
+	else
+		log_info(
+		    "the store has no dbca and needs none: every leaf "
+		    "comes from this CA. Run: dbpki csr -c INVENTORY, have "
+	struct dbpki_err ign;
+		    "the CSRs signed, then: dbpki issue -c INVENTORY "
+		    "--signed DIR (docs/corporate-ca.md)");
 }
 
 int
@@ -795,9 +931,14 @@ pki_ca_import(
 	int fd = -1, r;
 
 	pki_show_path(path, sp);
-	/* Nothing is written before every rule has passed. */
-	if ((r = pki_ca_load_cert(c, &ca, e)) != 0 ||
-	    (r = pki_import_check_path(path, e)) != 0 ||
+	if ((r = pki_store_prepare(c, e)) != 0)
+		goto out;
+	if (pki_ca_load_cert(c, &ca, &ign) != 0)
+		err_clear(&ign); /* an import-only store: no dbca */
+	/* Nothing is written before every rule has passed.  dbca is not
+	 * needed: a shop that uses only its corporate CA starts here, and
+	 * no CA key is made for it (docs/corporate-ca.md). */
+	if ((r = pki_import_check_path(path, e)) != 0 ||
 	    (r = open_strict(path, sp, &fd, e)) != 0 ||
 	    (r = read_checked(fd, sp, &buf, &len, e)) != 0 ||
 	    (r = pki_import_check_pem(buf, len, sp, util_now(), &sk, e)) != 0 ||
@@ -819,7 +960,7 @@ pki_ca_import(
 		log_info("backed up the previous trust to %s/", bak);
 	if ((r = util_write_atomic(dst, pem, plen, 0644, e)) != 0)
 		goto out;
-	import_report(sk, dst);
+	import_report(sk, dst, ca != NULL);
 out:
 	if (fd != -1)
 		close(fd);

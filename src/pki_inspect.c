@@ -29,20 +29,55 @@ name_text(const X509_NAME *n, char *out, size_t outsz)
 	BIO_free(b);
 }
 
-/* SAN i as "DNS:x" / "IP:x"; other kinds as "other". */
+/* Untrusted bytes of a certificate string as text: each run between NUL
+ * bytes through log_sanitize, each NUL as \x00 (a C string would end
+ * there and show "good.example" for "good.example\0.evil").  Returns
+ * what was found: 2 a NUL, 1 another byte that needed escaping, 0 none. */
+static int
+string_text(const ASN1_STRING *v, char *out, size_t outsz)
+{
+	const char *p = (const char *)ASN1_STRING_get0_data(v), *z;
+	size_t n = (size_t)ASN1_STRING_length(v), used = 0, run, i;
+	int found = 0;
+
+	out[0] = '\0';
+	for (i = 0; i < n; i++)
+		if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+			found = p[i] == '\0' ? 2 : found > 1 ? found : 1;
+	while (n > 0 && used + 1 < outsz) {
+		z = memchr(p, '\0', n);
+		run = z != NULL ? (size_t)(z - p) : n;
+		log_sanitize(out + used, outsz - used, p, run, 0);
+		used += strlen(out + used);
+		if (z == NULL)
+			break;
+		if (used + 5 > outsz)
+			break;
+		memcpy(out + used, "\\x00", 5);
+		used += 4;
+		p = z + 1;
+		n -= run + 1;
+	}
+	return found;
+}
+
+/* SAN i as "DNS:x" / "IP:x"; other kinds as "other".  A DNS name with
+ * bytes no host name has is shown escaped and marked, since no TLS
+ * client should match it. */
 static void
 san_text(const GENERAL_NAME *gn, char *out, size_t outsz)
 {
 	const ASN1_STRING *v;
 	char ip[INET6_ADDRSTRLEN], safe[300];
-	int n;
+	int n, bad;
 
 	if (gn->type == GEN_DNS) {
 		v = gn->d.dNSName;
-		log_sanitize(safe, sizeof(safe),
-		    (const char *)ASN1_STRING_get0_data(v),
-		    (size_t)ASN1_STRING_length(v), 0);
-		util_fmt(out, outsz, "DNS:%s", safe);
+		bad = string_text(v, safe, sizeof(safe));
+		util_fmt(out, outsz, "DNS:%s%s", safe,
+		    bad == 2   ? " (INVALID: embedded NUL byte)"
+		    : bad == 1 ? " (INVALID: bytes no host name has)"
+			       : "");
 	} else if (gn->type == GEN_IPADD) {
 		v = gn->d.iPAddress;
 		n = ASN1_STRING_length(v);
@@ -324,6 +359,16 @@ pki_verify(X509 *leaf, STACK_OF(X509) * bundle, enum pki_purpose purpose,
 		r = err_ssl(e, "cannot set up verification");
 		goto out;
 	}
+	/* A host name is checked only of a server: a certificate that may
+	 * only authenticate clients (clientAuth alone) must never pass as
+	 * one, whatever purpose the caller gave. */
+	if (host != NULL && purpose == PKI_PURPOSE_CLIENT) {
+		r = err_set(e, DBPKI_E_INTERNAL,
+		    "pki_verify: a host name with the client purpose");
+		goto out;
+	}
+	if (host != NULL)
+		purpose = PKI_PURPOSE_SERVER;
 	if (purpose != PKI_PURPOSE_ANY)
 		X509_STORE_CTX_set_purpose(ctx, purpose == PKI_PURPOSE_SERVER
 						    ? X509_PURPOSE_SSL_SERVER

@@ -55,6 +55,7 @@ struct signed_run {
 	int n;
 	struct pki_index idx;
 	STACK_OF(X509) * bundle;
+	int allow_extra_san; /* issue --signed --allow-extra-san */
 };
 
 static void
@@ -267,20 +268,30 @@ static int
 take_file(struct signed_run *sr, const char *path, struct dbpki_err *e)
 {
 	char sp[PKI_SHOW_PATH + 8], lbl[CFG_NAME + 16], *buf = NULL;
+	STACK_OF(X509) *chain = NULL;
+	char extra[CFG_HOST + 16];
 	struct want *w;
 	size_t len = 0;
 	X509 *x = NULL;
-	int r, dup;
+	int r, dup, n;
 
 	pki_show_path(path, sp);
 	if ((r = util_read_file(
 		 path, UTIL_MAX_INPUT, UTIL_RF_NOSYMLINK, &buf, &len, e)) != 0)
 		return r;
-	r = pki_cert_from_pem(buf, len, sp, &x, e);
+	/* The same PEM rules as `ca import`: blocks of certificates only, no
+	 * text after them, no byte after a DER certificate.  The first is
+	 * the leaf; a chain after it is ignored (the trust is ca import's). */
+	if ((chain = sk_X509_new_null()) == NULL)
+		r = err_ssl(e, "out of memory");
+	else if ((r = pki_pem_certs(buf, len, sp, chain, e)) == 0) {
+		x = sk_X509_value(chain, 0);
+		X509_up_ref(x);
+	}
+	sk_X509_pop_free(chain, X509_free);
 	free(buf);
 	if (r != 0)
-		return pki_refuse(e, DBPKI_E_CONFIG, sp, "PEM certificate",
-		    "it does not hold a PEM certificate");
+		return r;
 	if ((w = want_for(sr, x, &dup)) == NULL) {
 		X509_free(x);
 		return pki_refuse(e, DBPKI_E_CONFIG, sp, "key",
@@ -305,6 +316,24 @@ take_file(struct signed_run *sr, const char *path, struct dbpki_err *e)
 		X509_free(x);
 		return err_wrap(e, "%s: refused: %s", sp, lbl);
 	}
+	/* A name beyond the inventory's lets this node's key speak for that
+	 * name too: a wildcard, or another node (a replica's key passing as
+	 * the primary).  Only when the admin says it is wanted. */
+	if ((n = pki_cert_san_extra(x, &w->spec, extra, sizeof(extra))) > 0 &&
+	    !sr->allow_extra_san) {
+		X509_free(x);
+		return pki_refuse(e, DBPKI_E_VERIFY, sp, "extra SAN",
+		    "%s: it has %d SAN(s) the inventory does not ask for "
+		    "(first: %s); a wildcard or another node's name would let "
+		    "this key pass for that name too. Have it signed with the "
+		    "CSR's SANs only, or add --allow-extra-san if they are "
+		    "wanted",
+		    lbl, n, extra);
+	}
+	if (n > 0)
+		log_warn("%s: %s has %d SAN(s) beyond the inventory's (first: "
+			 "%s), kept as --allow-extra-san says",
+		    sp, lbl, n, extra);
 	w->cert = x;
 	util_fmt(w->file, sizeof(w->file), "%s", sp);
 	return 0;
@@ -505,14 +534,15 @@ signed_prepare(struct signed_run *sr, struct dbpki_err *e)
 }
 
 int
-pki_issue_signed(
-    const struct dbpki_cluster *c, const char *dir, struct dbpki_err *e)
+pki_issue_signed(const struct dbpki_cluster *c, const char *dir,
+    int allow_extra_san, struct dbpki_err *e)
 {
 	struct signed_run sr;
 	int i, found = 0, fresh = 0, r;
 
 	memset(&sr, 0, sizeof(sr));
 	sr.c = c;
+	sr.allow_extra_san = allow_extra_san;
 	if ((r = signed_prepare(&sr, e)) != 0 ||
 	    (r = take_dir(&sr, dir, &found, e)) != 0 ||
 	    (r = check_complete(&sr, dir, e)) != 0 ||
@@ -549,6 +579,22 @@ corporate_warn_expiry(const struct dbpki_cluster *c, const struct want *w)
 	    want_label(w, lbl), when, c->state_dir, w->base);
 }
 
+/* A leaf stored before extra SANs were refused keeps working (an upgrade
+ * never breaks a running cluster), but the admin hears about it. */
+static void
+corporate_warn_extra(const struct dbpki_cluster *c, const struct want *w)
+{
+	char lbl[CFG_NAME + 16], extra[CFG_HOST + 16];
+	int n = pki_cert_san_extra(w->act, &w->spec, extra, sizeof(extra));
+
+	if (n > 0)
+		log_warn("%s has %d SAN(s) the inventory does not ask for "
+			 "(first: %s); dbpki issue --signed now refuses such "
+			 "a certificate without --allow-extra-san: get %s/csr/"
+			 "%s.csr signed with its own SANs only",
+		    want_label(w, lbl), n, extra, c->state_dir, w->base);
+}
+
 int
 pki_issue_corporate(
     const struct dbpki_cluster *c, int force, struct dbpki_err *e)
@@ -578,6 +624,7 @@ pki_issue_corporate(
 			log_info("kept    %s, signed by the imported CA, until "
 				 "%s",
 			    want_label(w, lbl), when);
+			corporate_warn_extra(c, w);
 			corporate_warn_expiry(c, w);
 			continue;
 		}

@@ -321,7 +321,9 @@ trust_one(const char *path, const char *what, const char *p,
 		    "%s %s: %s is owned by uid %u, not by root%s%s, so that "
 		    "user could change what dbpki trusts; run: chown %s %s",
 		    what, path, p, (unsigned)st->st_uid,
-		    user_name(geteuid(), me, sizeof(me)), me, p);
+		    geteuid() != 0 ? " or " : "",
+		    geteuid() != 0 ? user_name(geteuid(), me, sizeof(me)) : "",
+		    geteuid() != 0 ? me : "root", p);
 	if ((st->st_mode & 022) == 0 ||
 	    (isdir && st->st_uid == 0 && (st->st_mode & S_ISVTX)))
 		return 0;

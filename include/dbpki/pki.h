@@ -129,6 +129,11 @@ int64_t pki_cert_not_after(const X509 *x);
 /* 1 if x's SAN set equals s's (order and duplicates ignored), else 0. */
 int pki_cert_san_equal(X509 *x, const struct pki_spec *s);
 
+/* How many SANs of x s does not ask for (any kind: a wildcard, another
+ * node's name, an e-mail address...); the first, sanitised, into first. */
+int pki_cert_san_extra(
+    X509 *x, const struct pki_spec *s, char *first, size_t sz);
+
 /* ---- CSRs (pki_cert.c) ------------------------------------------------ */
 
 /* A CSR for key with CN and requested SANs from s.  Caller frees *out with
@@ -141,6 +146,41 @@ int pki_csr_build(const struct pki_spec *s, EVP_PKEY *key, X509_REQ **out,
  * DNS names or IP addresses, or fail validation, are refused. */
 int pki_csr_read_spec(X509_REQ *req, struct pki_spec *s, char names[][CFG_HOST],
     int max_names, struct dbpki_err *e);
+
+/* ---- sign and csr --out (pki_sign.c) ----------------------------------- */
+
+/* Read a CSR file: one PEM CERTIFICATE REQUEST block (text only before
+ * it), exactly one DER request in it.  DBPKI_E_CONFIG otherwise. */
+int pki_csr_load(const char *path, X509_REQ **out, struct dbpki_err *e);
+
+/* 1 (and why) if name is a role the cluster treats as privileged, for
+ * which no client certificate is signed: the superuser (postgres, [ssh]
+ * user of the cluster or of any node: initdb's bootstrap superuser), the
+ * cluster's own client identity ([client] common_name), PostgreSQL's
+ * reserved pg_* names.  Compared ignoring case. */
+int pki_role_privileged(
+    const struct dbpki_cluster *c, const char *name, char *why, size_t whysz);
+
+struct pki_sign_req {
+	const char *csr, *out;
+	int server;     /* 1: the dbserver profile; 0: dbclient */
+	long long days; /* 0: the inventory's validity */
+	int force;      /* replace an existing out */
+};
+
+/* `dbpki sign`: refuses an existing out (unless force), a CSR that is not
+ * one clean PEM request, a server CSR without SANs, a client CSR for a
+ * privileged role (pki_role_privileged); signs with dbca, records the
+ * certificate in the store, then writes out (never before it is
+ * recorded; nothing at out on any failure). */
+int pki_sign_csr(const struct dbpki_cluster *c, const struct pki_sign_req *rq,
+    struct dbpki_err *e);
+
+/* `csr --out PREFIX`: PREFIX.key (0600) and PREFIX.csr, created
+ * exclusively (force: replaced atomically); both names are checked before
+ * either is written. */
+int pki_csr_write_out(const char *prefix, EVP_PKEY *k, X509_REQ *req, int force,
+    struct dbpki_err *e);
 
 /* ---- inspect / verify (pki_inspect.c) ---------------------------------- */
 
@@ -156,7 +196,9 @@ int pki_bundle_load(
 
 /* Verify leaf against bundle at time `at` (0 = now).  Self-signed bundle
  * certificates are the trust anchors, the others may serve as
- * intermediates.  With host != NULL, the SANs must cover it.  On failure
+ * intermediates.  With host != NULL, the SANs must cover it and the
+ * purpose is the server's (serverAuth) whatever purpose says
+ * (PKI_PURPOSE_CLIENT with a host is an internal error).  On failure
  * returns DBPKI_E_VERIFY with the reason in e ("expired", "not yet valid",
  * "unknown issuer", "bad signature", "wrong purpose", "name not in SAN"). */
 int pki_verify(X509 *leaf, STACK_OF(X509) * bundle, enum pki_purpose purpose,
@@ -484,9 +526,11 @@ int pki_signed_check(const struct pki_spec *s, enum cfg_key_alg alg, X509 *x,
  * active leaf; the consumed CSR files are removed.  Every need must be
  * met afterwards (new or still-good stored leaf), else nothing is stored.
  * DBPKI_E_CONFIG for bad input (not PEM, unknown key, missing), and
- * DBPKI_E_VERIFY when a certificate fails a check; both name the file. */
-int pki_issue_signed(
-    const struct dbpki_cluster *c, const char *dir, struct dbpki_err *e);
+ * DBPKI_E_VERIFY when a certificate fails a check; both name the file.
+ * A new certificate with a SAN the inventory does not ask for (a
+ * wildcard, another node's name) fails unless allow_extra_san. */
+int pki_issue_signed(const struct dbpki_cluster *c, const char *dir,
+    int allow_extra_san, struct dbpki_err *e);
 
 /* `issue` once a CA was imported (called by pki_issue_all): keep every
  * leaf that passes pki_signed_check, warn about those within renew_before,

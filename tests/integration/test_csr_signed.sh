@@ -8,7 +8,9 @@
 # for a key that is not ours, SANs missing a node address, one missing; each
 # names the file and stores nothing.  Finally a lab cluster (primary +
 # replica on 127.0.64.x) is bootstrapped with the corporate certificates and
-# psql verify-full is checked against the corporate root alone.
+# psql verify-full is checked against the corporate root alone; its store is
+# import-only (issue 12): no `ca init`, and no CA key is ever made, not by
+# bootstrap nor by status.
 set -euo pipefail
 : "${DBPKI:?DBPKI must point to the dbpki binary}" "${DBPKI_ROOT:?}"
 dir=$(mktemp -d /tmp/dbpki-it-csr-XXXXXX)
@@ -271,8 +273,8 @@ chmod 755 "$LAB"
 	{ cat "$LAB/up.log"; fail "lab up"; }
 LI=$LAB/cluster.ini
 LS=$LAB/state
-"$DBPKI" ca init -c "$LI" 2>/dev/null
-"$DBPKI" ca import -c "$LI" --cert "$G/corporate.pem" 2>/dev/null
+"$DBPKI" ca import -c "$LI" --cert "$G/corporate.pem" 2>/dev/null ||
+	fail "lab: ca import on a store without dbca"
 "$DBPKI" csr -c "$LI" 2>/dev/null
 LD=$LAB/signed
 mkdir -m 700 "$LD"
@@ -280,6 +282,9 @@ for f in "$LS"/csr/*.csr; do corp_sign "$f" "$LD/$(basename "$f" .csr).crt"; don
 "$DBPKI" issue -c "$LI" --signed "$LD" 2>"$LAB/signed.log" || { cat "$LAB/signed.log"; fail "lab: issue --signed"; }
 out=$("$DBPKI" bootstrap -c "$LI" 2>&1) || { echo "$out" | tail -n 40; fail "lab: bootstrap with corporate certificates"; }
 grep -q 'issued  ' <<<"$out" && fail "bootstrap issued a dbca leaf"
+[ -z "$(find "$LS" -name 'dbca.*')" ] || fail "bootstrap made a dbca: $(find "$LS" -name 'dbca.*')"
+out=$("$DBPKI" status -c "$LI" 2>&1) || { echo "$out"; fail "lab: status on an import-only store"; }
+[ -z "$(find "$LS" -name 'dbca.*')" ] || fail "status made a dbca"
 C1=$LAB/nodes/node2/certs/current
 cmp -s "$C1/dbca.crt" "$LS/ca/trusted.pem" || fail "the release does not carry the corporate chain"
 # the admin's view: the corporate ROOT only; the node sends its chain

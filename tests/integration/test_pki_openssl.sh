@@ -138,9 +138,12 @@ if openssl verify -CAfile "$ca" -purpose sslserver "$state/issued/$c.crt" >/dev/
 	fail "the client certificate verifies as a server"
 fi
 
-for d in "$state" "$state/ca" "$state/issued" "$state/keys"; do
-	[ "$(stat -c %a "$d")" = 700 ] || fail "mode of $d"
+# the store's group (dbpki-monitor) reads certificates, never keys
+# (DESIGN.md, "Who runs dbpki")
+for d in "$state" "$state/ca" "$state/issued"; do
+	[ "$(stat -c %a "$d")" = 750 ] || fail "mode of $d"
 done
+[ "$(stat -c %a "$state/keys")" = 700 ] || fail "mode of $state/keys"
 [ "$(stat -c %a "$state/ca/dbca.key")" = 600 ] || fail "mode of dbca.key"
 openssl pkey -in "$state/ca/dbca.key" -noout || fail "openssl pkey cannot read dbca.key"
 
