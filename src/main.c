@@ -13,7 +13,14 @@
 
 #include <libssh2.h>
 
-#define DBPKI_VERSION "0.1.0"
+/* The Makefile passes both: the version from git describe (or the package's),
+ * and where `make install` puts the runbooks the help texts name. */
+#ifndef DBPKI_VERSION
+#define DBPKI_VERSION "unknown"
+#endif
+#ifndef DBPKI_DOCDIR
+#define DBPKI_DOCDIR "/usr/local/share/doc/dbpki"
+#endif
 
 /* Subcommands not built yet are weak, so each cli_*.c can land on its own;
  * main() reports an absent one instead of failing to link. */
@@ -75,6 +82,10 @@ usage(FILE *f)
 	fprintf(f, "\nexit codes: 0 done, 1 failed, 2 usage or inventory "
 		   "error, 3 verification failed,\n            4 CA not "
 		   "initialised, 5 another run holds the lock\n");
+	fprintf(f,
+	    "\nmanual: man dbpki, man dbpki-inventory; the runbooks "
+	    "docs/NAME.md\nare in the source tree and in %s/docs/\n",
+	    DBPKI_DOCDIR);
 }
 
 /* fds 0-2 must be open so that no file we open becomes stdout by accident. */

@@ -353,6 +353,19 @@ cut_last(char *path)
 		*slash = '\0';
 }
 
+/* The directory holding the running binary, into dir (PATH_MAX bytes). */
+static int
+exe_dir(char *dir)
+{
+	ssize_t n = readlink("/proc/self/exe", dir, PATH_MAX - 1);
+
+	if (n <= 0)
+		return -1;
+	dir[n] = '\0';
+	cut_last(dir);
+	return 0;
+}
+
 /* A source checkout: the binary sits in BUILD/ or BUILD/tests/ (or
  * BUILD/tools/), so the root is one or two levels above its directory.
  * include/dbpki/ marks the root, so an installed /usr/bin/dbpki never picks
@@ -361,14 +374,10 @@ static int
 find_in_checkout(const char *kind, char *out, size_t outsz)
 {
 	char dir[PATH_MAX], probe[PATH_MAX];
-	ssize_t n;
 	int up;
 
-	n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
-	if (n <= 0)
+	if (exe_dir(dir) != 0)
 		return -1;
-	dir[n] = '\0';
-	cut_last(dir);
 	for (up = 0; up < 2; up++) {
 		cut_last(dir);
 		if (dir[0] == '\0')
@@ -384,6 +393,24 @@ find_in_checkout(const char *kind, char *out, size_t outsz)
 		return util_fmt(out, outsz, "%s", probe);
 	}
 	return -1;
+}
+
+/* An installed tree: BINDIR/dbpki finds its data in BINDIR/../share/dbpki
+ * (PREFIX/bin and PREFIX/share/dbpki), so a copy installed with any PREFIX or
+ * DESTDIR works without being rebuilt for it. */
+static int
+find_beside_binary(const char *kind, char *out, size_t outsz)
+{
+	char dir[PATH_MAX], probe[PATH_MAX];
+
+	if (exe_dir(dir) != 0)
+		return -1;
+	cut_last(dir);
+	if (util_fmt(probe, sizeof(probe), "%s/share/dbpki/%s",
+		strcmp(dir, "/") == 0 ? "" : dir, kind) != 0 ||
+	    !is_dir(probe))
+		return -1;
+	return util_fmt(out, outsz, "%s", probe);
 }
 
 int
@@ -415,14 +442,16 @@ tpl_find_data_dir(
 	}
 	if (find_in_checkout(kind, out, outsz) == 0)
 		return util_trust_path(out, kind, UTIL_TP_DIR, e);
+	if (find_beside_binary(kind, out, outsz) == 0)
+		return util_trust_path(out, kind, UTIL_TP_DIR, e);
 	if (util_fmt(installed, sizeof(installed), "%s/%s", DBPKI_DATADIR,
 		kind) == 0 &&
 	    is_dir(installed) && util_fmt(out, outsz, "%s", installed) == 0)
 		return util_trust_path(out, kind, UTIL_TP_DIR, e);
 	return err_set(e, DBPKI_E_CONFIG,
 	    "cannot find dbpki's %s: %s is not set, the binary is not in a "
-	    "source checkout, and %s does not exist; run `make install` or set "
-	    "%s",
+	    "source checkout, has no ../share/dbpki, and %s does not exist; "
+	    "run `make install` or set %s",
 	    kind, envname, installed, envname);
 }
 

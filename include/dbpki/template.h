@@ -84,7 +84,9 @@ int tpl_render_file(const char *platform, const char *action,
  *   2. <root>/<kind> where <root> is the parent or grandparent of the
  *      directory holding the running binary and holds include/dbpki/ (a
  *      source checkout: build/dbpki, build/tests/test_x, build/tools/x);
- *   3. DBPKI_DATADIR "/<kind>" (set by the Makefile, the installed copy).
+ *   3. <bindir>/../share/dbpki/<kind>, <bindir> holding the running
+ *      binary (an installed tree, whatever its PREFIX or DESTDIR);
+ *   4. DBPKI_DATADIR "/<kind>" (set by the Makefile, the installed copy).
  * Returns 0, or DBPKI_E_CONFIG naming every place tried. */
 int tpl_find_data_dir(
     const char *kind, char *out, size_t outsz, struct dbpki_err *e);

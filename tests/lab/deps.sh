@@ -2,12 +2,20 @@
 # Installs the Debian packages that dbpki's build, tests and lab need, only
 # those that are missing.  Used by `make deps` (and so by `make check` and
 # `make demo`).  Needs root or sudo when something is missing.
+#   DBPKI_EXTRA_PKGS="a b"   more packages (make check and make deb add the
+#                            packaging tools: dpkg-dev, debhelper, lintian ...)
+#   tests/lab/deps.sh --list prints the list and installs nothing
+# util-linux is not listed: it is Essential on every Debian system.
 set -eu
 pkgs=(make gcc pkg-config libssl-dev libpq-dev libssh2-1-dev libinih-dev
 	libcmocka-dev openssl postgresql-15 postgresql-client-15 openssh-server
-	openssh-client valgrind iproute2 util-linux procps clang
+	openssh-client valgrind iproute2 procps clang
 	libclang-rt-14-dev)
 [ -n "${DBPKI_EXTRA_PKGS:-}" ] && pkgs+=($DBPKI_EXTRA_PKGS)
+if [ "${1:-}" = --list ]; then
+	printf '%s\n' "${pkgs[@]}"
+	exit 0
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -26,6 +34,28 @@ if [ "$(id -u)" -ne 0 ]; then
 	sudo=(sudo)
 fi
 export DEBIAN_FRONTEND=noninteractive
+
+# Installing postgresql-15 or openssh-server would start their servers (and
+# leave them running on the user's machine); the lab starts its own.  A
+# policy-rc.d that says 101 ("action forbidden") keeps invoke-rc.d and
+# deb-systemd-invoke from starting anything while we install.  It is ours
+# only if there was none; removed on every exit, failure included.
+policy=/usr/sbin/policy-rc.d
+ours_policy=0
+cleanup() {
+	if [ "$ours_policy" = 1 ]; then
+		"${sudo[@]}" rm -f "$policy"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\n# tests/lab/deps.sh: no daemon starts while it installs packages\nexit 101\n' |
+		"${sudo[@]}" tee "$policy" >/dev/null
+	"${sudo[@]}" chmod 0755 "$policy"
+	ours_policy=1
+fi
+
 "${sudo[@]}" apt-get update -qq
 # Debian's postgresql-common would create and start a cluster of its own on
 # port 5432; the lab runs its own servers, so skip that one.
