@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <cmocka.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -209,6 +210,124 @@ test_peek_failures(void **state)
 	assert_int_equal(pg_peek_cert(&t, &x, &e), DBPKI_E_CONFIG);
 }
 
+/* --prometheus FILE, once reachable through a sudo wildcard as root: only
+ * a NAME.prom file, in an existing directory, never through a symlink,
+ * written as an O_EXCL temporary file in that directory and renamed.
+ * Each refusal leaves the target and everything else untouched. */
+static int
+prom_refused(const char *path, const char *want)
+{
+	struct check_opts o = {30 * 86400, 7 * 86400, 0, NULL, NULL};
+	size_t len = 0;
+	char *out = NULL;
+	FILE *f = open_memstream(&out, &len);
+	int ok;
+
+	assert_non_null(f);
+	o.prometheus = path;
+	assert_int_equal(engine_check_unknown(&o, "c1", "x", f), CHECK_UNKNOWN);
+	fclose(f);
+	ok = strstr(out, want) != NULL;
+	if (!ok)
+		print_error(
+		    "--prometheus %s: expected '%s' in: %s\n", path, want, out);
+	free(out);
+	return ok;
+}
+
+static void
+test_prometheus_paths(void **state)
+{
+	char p[256], victim[256], other[256], link[256];
+	struct check_opts o = {30 * 86400, 7 * 86400, 0, NULL, NULL};
+	char *text, *out = NULL;
+	struct stat st;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	f = fopen(victim, "w");
+	assert_non_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+
+	/* not *.prom: the file (say /etc/shadow) is left alone */
+	assert_true(prom_refused(victim, "must name a NAME.prom file"));
+	snprintf(p, sizeof(p), "%s/x.prom.txt", dir);
+	assert_true(prom_refused(p, "must name a NAME.prom file"));
+	snprintf(p, sizeof(p), "%s/.prom", dir);
+	assert_true(prom_refused(p, "must name a NAME.prom file"));
+	snprintf(p, sizeof(p), "%s/.hidden.prom", dir);
+	assert_true(prom_refused(p, "must name a NAME.prom file"));
+	snprintf(p, sizeof(p), "%s/", dir);
+	assert_true(prom_refused(p, "must name a NAME.prom file"));
+
+	/* a symlink as the file: refused, neither it nor its target changed */
+	snprintf(link, sizeof(link), "%s/evil.prom", dir);
+	assert_int_equal(symlink(victim, link), 0);
+	assert_true(prom_refused(link, "is a symbolic link or not a regular"));
+	assert_int_equal(lstat(link, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	/* a directory as the file */
+	snprintf(p, sizeof(p), "%s/d.prom", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_true(prom_refused(p, "not a regular file"));
+
+	/* a symlink as the directory */
+	snprintf(other, sizeof(other), "%s/other", dir);
+	assert_int_equal(mkdir(other, 0700), 0);
+	snprintf(link, sizeof(link), "%s/ldir", dir);
+	assert_int_equal(symlink(other, link), 0);
+	snprintf(p, sizeof(p), "%s/ldir/m.prom", dir);
+	assert_true(prom_refused(p, "must exist and not be a symbolic link"));
+	snprintf(p, sizeof(p), "%s/other/m.prom", dir);
+	assert_int_equal(lstat(p, &st), -1);
+
+	/* a directory that does not exist is not created */
+	snprintf(p, sizeof(p), "%s/nodir/m.prom", dir);
+	assert_true(prom_refused(p, "must exist"));
+	snprintf(p, sizeof(p), "%s/nodir", dir);
+	assert_int_equal(lstat(p, &st), -1);
+
+	text = slurp(victim);
+	assert_string_equal(text, "precious\n");
+	free(text);
+
+	/* the good case: written 0644, replacing a regular file, and no
+	 * temporary file left in the directory */
+	snprintf(p, sizeof(p), "%s/other/ok.prom", dir);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("old\n", f);
+	fclose(f);
+	o.prometheus = p;
+	f = open_memstream(&out, &len);
+	assert_non_null(f);
+	assert_int_equal(engine_check_unknown(&o, "c1", "x", f), CHECK_UNKNOWN);
+	fclose(f);
+	assert_string_equal(out, "DBPKI UNKNOWN - x\n");
+	free(out);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0644);
+	text = slurp(p);
+	assert_non_null(strstr(text, "dbpki_check_status{cluster=\"c1\"} 3\n"));
+	free(text);
+	{
+		DIR *d = opendir(other);
+		struct dirent *de;
+		int n = 0;
+
+		assert_non_null(d);
+		while ((de = readdir(d)) != NULL)
+			if (de->d_name[0] != '.' || strlen(de->d_name) > 2)
+				n += strcmp(de->d_name, "..") != 0 &&
+				     strcmp(de->d_name, ".") != 0;
+		closedir(d);
+		assert_int_equal(n, 1); /* ok.prom only */
+	}
+}
+
 int
 main(void)
 {
@@ -216,6 +335,8 @@ main(void)
 	    cmocka_unit_test(test_duration),
 	    cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
 	    cmocka_unit_test(test_peek_failures),
+	    cmocka_unit_test_setup_teardown(
+		test_prometheus_paths, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
