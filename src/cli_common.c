@@ -1,5 +1,6 @@
 #include "dbpki/cli.h"
 #include "dbpki/log.h"
+#include "dbpki/template.h"
 
 #include <stdlib.h>
 
@@ -27,6 +28,7 @@ cli_fail(const struct dbpki_err *e)
 int
 cli_load_cluster(const char *path, struct dbpki_cluster *c)
 {
+	char dir[PATH_MAX];
 	struct dbpki_err e;
 
 	if (path == NULL) {
@@ -35,6 +37,13 @@ cli_load_cluster(const char *path, struct dbpki_cluster *c)
 	}
 	err_clear(&e);
 	if (cfg_load(path, c, &e) != 0 || cfg_check_trust(c, &e) != 0)
+		return cli_fail(&e);
+	/* The templates run as shell on every node and the playbooks decide
+	 * what runs: their directories pass the trust-path check before
+	 * anything is created or any node contacted, not at the first step
+	 * that renders one. */
+	if (tpl_find_data_dir("templates", dir, sizeof(dir), &e) != 0 ||
+	    tpl_find_data_dir("playbooks", dir, sizeof(dir), &e) != 0)
 		return cli_fail(&e);
 	return 0;
 }
