@@ -2,6 +2,7 @@
 #include "dbpki/log.h"
 #include "dbpki/template.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
 int
