@@ -2,10 +2,13 @@
 # netlab.sh: a lab whose nodes are machines (issue 11).  Needs root.
 #
 #   netlab.sh up --dir DIR --node NAME:ROLE[:LAYOUT][:systemd] ...
-#       ROLE db|client; LAYOUT debian (default: postgresql-common, a stock
-#       "main" cluster made by pg_createcluster 15 main and started) or
-#       pgdata (no cluster; the login user's home holds pgdata/, certs/,
-#       sock/ for dbpki's pg_ctl layout); "systemd" emulates a systemd host.
+#       ROLE db|client, or for "netlab.sh inventory" primary|replica (db
+#       nodes), client (listed as a client node) or outsider (a client node
+#       the inventory does not list); LAYOUT debian (default: postgresql-
+#       common, a stock "main" cluster made by pg_createcluster 15 main and
+#       started) or pgdata (no cluster; the login user's home holds pgdata/,
+#       certs/, sock/ for dbpki's pg_ctl layout); "systemd" emulates a
+#       systemd host.
 #       DIR must exist, be empty and lie outside /tmp and /run (the nodes
 #       get their own empty /tmp and /run); e.g. mktemp -d /var/tmp/netlab.XXXXXX
 #   netlab.sh down --dir DIR        power every node off, remove the
@@ -14,6 +17,11 @@
 #   netlab.sh exec --dir DIR NODE|admin -- CMD...   run CMD (as root) there
 #   netlab.sh ssh --dir DIR NODE [CMD...]   ssh from admin as the node's login user
 #   netlab.sh ls --dir DIR          one line per node: NAME ROLE LAYOUT SYSTEMD ADDR4 ADDR6 LOGIN
+#   netlab.sh inventory --dir DIR [--name NAME]
+#       write DIR/cluster.ini (0600) for dbpki, as tests/lab/lab.sh does: the
+#       primary/replica nodes (pgdata layout only, until dbpki knows the
+#       Debian one) and client nodes; state_dir DIR/state; allowed_networks
+#       = the admin side and every listed node, one address each
 # (--dir may be replaced by NETLAB_DIR in the environment.)
 #
 # Each node is a named network namespace (it survives the node's reboot)
@@ -21,8 +29,11 @@
 # 192.0.2.(10+i)/24 and 2001:db8::(10+i)/64, no default route; plus mount,
 # UTS, IPC and PID namespaces (unshare) whose PID 1 is tests/tools/labinit.
 # Its own /etc/postgresql, /var/lib/postgresql, /var/log/postgresql,
-# /etc/ssh, /etc/hosts, /etc/passwd, /etc/group, /etc/shadow and /home are
-# bind mounts of DIR/nodes/NAME/fs/...; client nodes also get a
+# /etc/ssh and /home are bind mounts of DIR/nodes/NAME/fs/...; its own
+# /etc/hosts, /etc/passwd, /etc/group and /etc/shadow come from an overlay
+# on /etc (upper layer DIR/nodes/NAME/fs/etc-overlay/upper), because a bind
+# mount on a single file is silently detached when the host replaces that
+# file by rename (useradd, editors), and the node would see the host's; client nodes also get a
 # /usr/lib/postgresql/15/bin holding only the client tools.  sshd listens
 # on port 22 of the node's addresses.  The admin side (admin.lab.test,
 # 192.0.2.10) is a network namespace on the same bridge; "exec admin" runs a
@@ -64,7 +75,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,18p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,25p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -112,14 +123,15 @@ init_pid() { # NODE: host PID of the node's PID 1, if it is running and ours
 
 add_user() { # FSDIR NAME UID HOME: a user in the node's passwd/group/shadow only
 	local fs=$1 name=$2 uid=$3 home=$4 f
+	local up=$fs/etc-overlay/upper
 	for f in passwd group shadow; do
-		awk -F: -v n="$name" '$1 != n' "$fs/etc/$f" >"$fs/etc/$f.new"
-		cat "$fs/etc/$f.new" >"$fs/etc/$f"
-		rm -f "$fs/etc/$f.new"
+		awk -F: -v n="$name" '$1 != n' "$up/$f" >"$up/$f.new"
+		cat "$up/$f.new" >"$up/$f"
+		rm -f "$up/$f.new"
 	done
-	echo "$name:x:$uid:$uid:netlab $name:$home:/bin/bash" >>"$fs/etc/passwd"
-	echo "$name:x:$uid:" >>"$fs/etc/group"
-	echo "$name:*:20000:0:99999:7:::" >>"$fs/etc/shadow"
+	echo "$name:x:$uid:$uid:netlab $name:$home:/bin/bash" >>"$up/passwd"
+	echo "$name:x:$uid:" >>"$up/group"
+	echo "$name:*:20000:0:99999:7:::" >>"$up/shadow"
 }
 
 free_uid() { # the first uid >= 2000 that neither the host's passwd nor group uses
@@ -161,14 +173,14 @@ Subsystem sftp internal-sftp
 EOF
 }
 
-make_node_fs() { # NAME ROLE LAYOUT SYSTEMD INDEX LOGIN UID
-	local name=$1 role=$2 layout=$3 systemd=$4 i=$5 login=$6 uid=$7
+make_node_fs() { # NAME ROLE LAYOUT SYSTEMD INDEX LOGIN UID INV
+	local name=$1 role=$2 layout=$3 systemd=$4 i=$5 login=$6 uid=$7 inv=$8
 	local nd=$DIR/nodes/$name fs ctl a4 a6 home binds
 	fs=$nd/fs
 	ctl=$nd/ctl
 	a4=$NET4.$((10 + i))
 	a6=$NET6:$((10 + i))
-	mkdir -p "$fs/etc" "$ctl"
+	mkdir -p "$fs/etc" "$fs/etc-overlay/upper" "$fs/etc-overlay/work" "$ctl"
 	install -d -o postgres -g postgres -m 0755 "$fs/etc/postgresql" "$fs/var/lib/postgresql"
 	install -d -o root -g postgres -m 1775 "$fs/var/log/postgresql"
 	install -d -m 0755 "$fs/etc/ssh" "$fs/home"
@@ -176,10 +188,9 @@ make_node_fs() { # NAME ROLE LAYOUT SYSTEMD INDEX LOGIN UID
 	[ -d /etc/ssh/ssh_config.d ] && cp -a /etc/ssh/ssh_config.d "$fs/etc/ssh/"
 	ssh-keygen -q -t ed25519 -N '' -C "$name" -f "$fs/etc/ssh/ssh_host_ed25519_key" </dev/null
 	write_sshd_config "$fs/etc/ssh/sshd_config" "$a4" "$a6" "$login"
-	cp -p "$DIR/hosts" "$fs/etc/hosts"
-	cp -p /etc/passwd /etc/group /etc/shadow "$fs/etc/"
-	sed -i 's/^postgres:!\{1,2\}[^:]*:/postgres:*:/' "$fs/etc/shadow"
-	binds="etc/postgresql var/lib/postgresql var/log/postgresql etc/ssh etc/hosts etc/passwd etc/group etc/shadow home"
+	cp -p "$DIR/hosts" /etc/passwd /etc/group /etc/shadow "$fs/etc-overlay/upper/"
+	sed -i 's/^postgres:!\{1,2\}[^:]*:/postgres:*:/' "$fs/etc-overlay/upper/shadow"
+	binds="etc/postgresql var/lib/postgresql var/log/postgresql etc/ssh home"
 
 	if [ "$login" = postgres ]; then
 		home=/var/lib/postgresql
@@ -192,9 +203,10 @@ make_node_fs() { # NAME ROLE LAYOUT SYSTEMD INDEX LOGIN UID
 	install -d -o "$uid" -g "$uid" -m 0700 "$fs$home/.ssh"
 	install -o "$uid" -g "$uid" -m 0600 "$DIR/ssh/id_ed25519.pub" "$fs$home/.ssh/authorized_keys"
 	if [ "$role" = db ] && [ "$layout" = pgdata ]; then
-		install -d -o "$uid" -g "$uid" -m 0700 "$fs$home/pgdata" "$fs$home/certs"
+		install -d -o "$uid" -g "$uid" -m 0700 "$fs$home/pgdata"
 		install -d -o "$uid" -g "$uid" -m 0755 "$fs$home/sock"
 	fi
+	[ "$login" = postgres ] || install -d -o "$uid" -g "$uid" -m 0700 "$fs$home/certs"
 	if [ "$role" = client ]; then
 		# No server: a bin directory with the client tools only (what
 		# postgresql-client-15 installs there), so pg_wrapper's psql works.
@@ -226,6 +238,7 @@ make_node_fs() { # NAME ROLE LAYOUT SYSTEMD INDEX LOGIN UID
 	cat >"$ctl/node.conf" <<EOF
 NAME=$name
 ROLE=$role
+INV=$inv
 LAYOUT=$layout
 SYSTEMD=$systemd
 ADDR4=$a4
@@ -333,8 +346,8 @@ cmd_up() {
 		LABINIT=$DIR/bin/labinit
 	fi
 
-	local -a names=() roles=() layouts=() sysd=()
-	local s name role layout systemd extra
+	local -a names=() roles=() layouts=() sysd=() invs=()
+	local s name role layout systemd extra inv
 	for s in "${specs[@]}"; do
 		IFS=: read -r name role layout extra <<<"$s"
 		systemd=0
@@ -343,10 +356,16 @@ cmd_up() {
 		layout=${layout:-debian}
 		[[ $name =~ ^[a-z][a-z0-9-]{0,14}$ ]] || die "--node $s: name: a-z, 0-9, - (at most 15)"
 		case $name in admin | br) die "--node $s: '$name' is reserved" ;; esac
-		case $role in db | client) ;; *) die "--node $s: role must be db or client" ;; esac
+		case $role in
+		db) inv="" ;;
+		primary | replica) inv=$role role=db ;;
+		client) inv=client ;;
+		outsider) inv="" role=client ;;
+		*) die "--node $s: role must be db, primary, replica, client or outsider" ;;
+		esac
 		case $layout in debian | pgdata) ;; *) die "--node $s: layout must be debian or pgdata" ;; esac
 		[[ " ${names[*]} " != *" $name "* ]] || die "--node $s: $name given twice"
-		names+=("$name") roles+=("$role") layouts+=("$layout") sysd+=("$systemd")
+		names+=("$name") roles+=("$role") layouts+=("$layout") sysd+=("$systemd") invs+=("$inv")
 	done
 	[ ${#names[@]} -le 100 ] || die "at most 100 nodes"
 
@@ -388,7 +407,7 @@ cmd_up() {
 		db:pgdata) login=dbpkilab ;;
 		client:*) login=dbpkiapp ;;
 		esac
-		make_node_fs "${names[i]}" "${roles[i]}" "${layouts[i]}" "${sysd[i]}" $((i + 1)) "$login" "$uid"
+		make_node_fs "${names[i]}" "${roles[i]}" "${layouts[i]}" "${sysd[i]}" $((i + 1)) "$login" "$uid" "${invs[i]}"
 		net_node "${names[i]}" $((i + 1)) "$NET4.$((11 + i))" "$NET6:$((11 + i))"
 	done
 	for i in "${!names[@]}"; do power_on "${names[i]}"; done
@@ -478,6 +497,89 @@ cmd_reboot() {
 	for n in "${list[@]}"; do wait_booted "$n"; done
 }
 
+cmd_inventory() {
+	local name=lab n inv_nodes="" nets="$NET4.10/32" prim=0
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--name) name=${2:?--name NAME}; shift 2 ;;
+		*) usage ;;
+		esac
+	done
+	lab_load
+	[[ $name =~ ^[A-Za-z0-9_.-]+$ ]] || die "--name: letters, digits, _ . - only"
+	for n in $NODES; do
+		node_conf "$n"
+		[ -n "$INV" ] || continue
+		[ "$ROLE:$LAYOUT" != db:debian ] ||
+			die "$n: a debian-layout node cannot be listed yet (dbpki drives the pgdata layout); make it :pgdata"
+		[ "$INV" != primary ] || prim=$((prim + 1))
+		inv_nodes="$inv_nodes $n"
+		nets="$nets, $ADDR4/32"
+	done
+	[ "$prim" = 1 ] || die "the inventory needs exactly one primary node (have $prim)"
+	[ -d "$DIR/state" ] || mkdir -m 0700 "$DIR/state"
+	(
+		umask 077
+		{
+			cat <<EOF
+# Generated by tests/lab/netlab.sh: the lab in $DIR.
+[cluster]
+name = $name
+platform = postgres
+state_dir = $DIR/state
+renew_before = 30d
+parallel = 16
+
+[ca]
+common_name = $name dbca
+key = ec:P-256
+validity = 3650d
+
+[server]
+key = ec:P-256
+validity = 397d
+mode = per-node
+
+[client]
+common_name = postgres
+key = ec:P-256
+validity = 397d
+
+[ssh]
+user = dbpkilab
+port = 22
+identity = $DIR/ssh/id_ed25519
+known_hosts = $DIR/ssh/known_hosts
+host_key_policy = strict
+connect_timeout = 5s
+command_timeout = 120s
+
+[postgres]
+port = 5432
+bindir = $PGBIN
+; every source address pg_hba admits: the admin side and each listed node
+allowed_networks = $nets
+EOF
+			for n in $inv_nodes; do
+				node_conf "$n"
+				cat <<EOF
+
+[node $n]
+host = $n.$DOMAIN
+address = $ADDR4
+role = $INV
+user = $LOGIN
+pgdata = $LOGIN_HOME/pgdata
+cert_dir = $LOGIN_HOME/certs
+socket_dir = $LOGIN_HOME/sock
+EOF
+			done
+		} >"$DIR/cluster.ini.tmp"
+		mv -f "$DIR/cluster.ini.tmp" "$DIR/cluster.ini"
+	)
+	echo "$DIR/cluster.ini"
+}
+
 cmd_ls() {
 	lab_load
 	local n
@@ -500,5 +602,6 @@ reboot) cmd_reboot "$@" ;;
 exec) cmd_exec "$@" ;;
 ssh) cmd_ssh "$@" ;;
 ls) cmd_ls ;;
+inventory) cmd_inventory "$@" ;;
 *) usage ;;
 esac

@@ -23,7 +23,13 @@ fail() {
 	exit 1
 }
 
-# Per-node copies of host paths, e.g. etc/postgresql -> /etc/postgresql.
+# /etc: the host's, under the node's own hosts, passwd, group, shadow
+# (an overlay: file bind mounts would be detached when the host renames
+# over those files).  Then per-node copies of host directories, e.g.
+# etc/postgresql -> /etc/postgresql.
+mount -t overlay overlay \
+	-o "lowerdir=/etc,upperdir=$nd/fs/etc-overlay/upper,workdir=$nd/fs/etc-overlay/work" /etc ||
+	fail "overlay mount on /etc failed (needs overlayfs)"
 for p in $BINDS; do
 	[ -e "/$p" ] || fail "/$p does not exist on this host: cannot bind $nd/fs/$p over it"
 	mount --bind "$nd/fs/$p" "/$p" || fail "bind $nd/fs/$p on /$p"
