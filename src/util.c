@@ -254,7 +254,9 @@ mkdir_exact(const char *path, mode_t mode)
 {
 	if (mkdir(path, mode) == -1)
 		return errno == EEXIST ? 0 : -1;
-	return chmod(path, mode);
+	if (stat(path, &st) == -1)
+		return -1;
+	return chmod(path, mode | (st.st_mode & S_ISGID));
 }
 
 int

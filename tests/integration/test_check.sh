@@ -7,6 +7,10 @@
 # UNKNOWN 3 for an unusable inventory or bad arguments; --json parses;
 # --prometheus writes a 0644 textfile atomically with HELP/TYPE lines and a
 # metric per node and kind; no check logs a failed login on a node.
+# Issue 12: check as an unprivileged member of the monitoring group (no
+# root, no sudo) reads certificates, index and journal but no key;
+# --prometheus refuses non-.prom names and symlinks; an untrusted
+# inventory path is a WARNING naming its chmod.
 . "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.52
 lab_dir
@@ -93,6 +97,107 @@ ino2=$(stat -c %i "$PROM")
 [ "$(ls -A "$LAB/textfile")" = dbpki-lab.prom ] || fail "temporary files left: $(ls -A "$LAB/textfile")"
 pass "--prometheus: 0644, HELP/TYPE, a metric per node/kind/source, replaced by rename, nothing left behind"
 
+# ---- Issue 12: check needs no root and no sudo.  A group (dbpki-monitor
+# in the package; a throw-away one here) reads the certificates, the
+# index and the journal, never a key or the SSH identity.
+MON=dbpkimon$$
+groupadd --system "$MON"
+useradd --system -M -N -g "$MON" -d /nonexistent -s /usr/sbin/nologin "$MON"
+on_exit() { userdel "$MON" 2>/dev/null || true; groupdel "$MON" 2>/dev/null || true; }
+as_mon() { runuser -u "$MON" -- "$@"; }
+# What docs/monitoring.md tells the admin to run, for this lab's store
+# (made 0700 by lab.sh, as f841af3 made every store):
+STATE=$LAB/state
+chgrp "$MON" "$INI" && chmod 0640 "$INI"
+chgrp -R "$MON" "$STATE"
+find "$STATE" -type d -exec chmod g+rx,g+s {} +
+chmod 0700 "$STATE/keys"
+find "$STATE/journal" -type f -exec chmod g+r {} +
+mkdir -m 755 "$LAB/mon" && chown "$MON" "$LAB/mon"
+set +e
+as_mon "$DBPKI" check -c "$INI" --prometheus "$LAB/mon/dbpki.prom" >"$LAB/out" 2>"$LAB/err"
+RC=$?
+set -e
+[ "$RC" = 0 ] || fail "check as $MON (group member, no root): exit $RC: $(cat "$LAB/out" "$LAB/err")"
+one_line
+grep -q '^DBPKI OK - 3 nodes' "$LAB/out" || fail "check as $MON: $(cat "$LAB/out")"
+grep -q '^dbpki_check_success{cluster="lab"} 1$' "$LAB/mon/dbpki.prom" || fail "check as $MON: textfile"
+n=0
+while IFS= read -r -d '' k; do
+	n=$((n + 1))
+	! as_mon test -r "$k" || fail "$MON can read the key $k ($(stat -c '%U:%G %a' "$k"))"
+done < <(find "$STATE" -name '*.key' -print0)
+[ "$n" -gt 2 ] || fail "found only $n keys in the store"
+! as_mon test -r "$LAB/ssh/id_ed25519" || fail "$MON can read the SSH identity"
+for f in "$STATE/index.tsv" "$STATE/ca/dbca.crt" "$STATE"/issued/*.crt "$STATE"/journal/*; do
+	as_mon test -r "$f" || fail "$MON cannot read $f ($(stat -c '%U:%G %a' "$f"))"
+done
+pass "check as an unprivileged member of the monitoring group: OK, textfile written; it reads certificates, index and journal, and no key (of $n) nor the SSH identity"
+
+# A store dbpki creates now, in a state_dir made as the package makes it
+# (2750, the monitoring group): readable by the group with no chmod at all
+# (f841af3 made every directory 0700), keys still not.
+install -d -m 2750 -g "$MON" "$LAB/state2"
+sed "s|^state_dir = .*|state_dir = $LAB/state2|" "$INI" >"$LAB/new.ini"
+chmod 600 "$LAB/new.ini"
+"$DBPKI" ca init -c "$LAB/new.ini" >/dev/null 2>&1 || fail "ca init in state2"
+"$DBPKI" issue -c "$LAB/new.ini" >/dev/null 2>&1 || fail "issue in state2"
+for f in "$LAB/state2/ca/dbca.crt" "$LAB/state2/index.tsv" "$LAB"/state2/issued/*.crt; do
+	as_mon test -r "$f" || fail "$MON cannot read $f in a new store ($(stat -c '%U:%G %a' "$(dirname "$f")") $(stat -c '%U:%G %a' "$f"))"
+done
+n=0
+while IFS= read -r -d '' k; do
+	n=$((n + 1))
+	! as_mon test -r "$k" || fail "$MON can read the key $k in a new store"
+done < <(find "$LAB/state2" -name '*.key' -print0)
+[ "$n" -gt 2 ] || fail "found only $n keys in the new store"
+case $(stat -c %A "$LAB/state2/keys") in drwx--[-S]---) ;; *) fail "keys/ is $(stat -c %A "$LAB/state2/keys")" ;; esac
+pass "a new store in a 2750 state_dir: certificates and index readable by the group, keys/ 0700, no key readable"
+
+# --prometheus (once reachable as root through a sudo wildcard): only a
+# NAME.prom file in an existing directory, never through a symlink.
+printf 'precious\n' >"$LAB/victim.txt"
+ln -s "$LAB/victim.txt" "$LAB/mon/evil.prom"
+ln -s "$LAB/textfile" "$LAB/tflink"
+for bad in "$LAB/victim.txt:must name a NAME.prom file" \
+	"$LAB/mon/evil.prom:is a symbolic link or not a regular file" \
+	"$LAB/tflink/x.prom:must exist and not be a symbolic link" \
+	"$LAB/nodir/x.prom:must exist"; do
+	check --prometheus "${bad%%:*}"
+	[ "$RC" = 3 ] || fail "--prometheus ${bad%%:*}: exit $RC, expected UNKNOWN 3"
+	grep -q "${bad#*:}" "$LAB/out" || fail "--prometheus ${bad%%:*}: $(cat "$LAB/out")"
+done
+[ "$(cat "$LAB/victim.txt")" = precious ] || fail "the victim file was overwritten"
+[ -L "$LAB/mon/evil.prom" ] || fail "the symlink was replaced"
+[ ! -e "$LAB/textfile/x.prom" ] || fail "written through a symlinked directory"
+[ ! -e "$LAB/nodir" ] || fail "a missing directory was created"
+pass "--prometheus refuses a non-.prom file, a symlink, a symlinked or missing directory; nothing touched"
+
+# A path the other commands now refuse (an inventory in a group-writable
+# directory, as f841af3 accepted): check says WARNING with the fix and
+# still watches every certificate; plan refuses it (exit 2).
+mkdir -m 755 "$LAB/gw"
+cp "$INI" "$LAB/gw/cluster.ini"
+chmod 775 "$LAB/gw"
+set +e
+"$DBPKI" check -c "$LAB/gw/cluster.ini" >"$LAB/out" 2>"$LAB/err"
+RC=$?
+set -e
+[ "$RC" = 1 ] || fail "untrusted inventory path: check exit $RC, expected WARNING 1: $(cat "$LAB/out")"
+one_line
+grep -q "^DBPKI WARNING - inventory $LAB/gw/cluster.ini: $LAB/gw is writable by group or others (mode 0775), so another user could change what dbpki trusts; run: chmod go-w $LAB/gw (3 nodes" "$LAB/out" ||
+	fail "WARNING line: $(cat "$LAB/out")"
+grep -Eq ' node1_server_days=[0-9]+;30;7' "$LAB/out" || fail "the certificates were not checked: $(cat "$LAB/out")"
+set +e
+"$DBPKI" plan -c "$LAB/gw/cluster.ini" bootstrap >"$LAB/out" 2>&1
+RC=$?
+set -e
+[ "$RC" = 2 ] && grep -q "run: chmod go-w $LAB/gw" "$LAB/out" || fail "plan on the untrusted inventory: exit $RC: $(cat "$LAB/out")"
+chmod 755 "$LAB/gw"
+check
+[ "$RC" = 0 ] || fail "after chmod go-w: exit $RC"
+pass "an untrusted path is a check WARNING naming the chmod (certificates still judged), plan exit 2; OK once fixed"
+
 # The store reissued but nothing shipped yet: the nodes serve other
 # certificates than the store's current ones.
 "$DBPKI" issue -c "$INI" --force >/dev/null 2>&1 || fail "dbpki issue --force"
@@ -100,6 +205,12 @@ check
 [ "$RC" = 1 ] || fail "drift: exit $RC"
 one_line
 grep -q "^DBPKI WARNING - node1, node2 serve another certificate than the store's current one" "$LAB/out" || fail "drift line"
+# What issue wrote after the group was set up keeps the group (setgid).
+set +e
+as_mon "$DBPKI" check -c "$INI" >"$LAB/out" 2>&1
+RC=$?
+set -e
+[ "$RC" = 1 ] && grep -q "^DBPKI WARNING - node1, node2 serve another" "$LAB/out" || fail "drift as $MON: exit $RC: $(cat "$LAB/out")"
 pass "nodes serving other certificates than the store's: WARNING"
 
 # node2 serves an expired certificate from a foreign CA.  check must still
