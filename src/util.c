@@ -248,10 +248,14 @@ check_dir(const char *path, struct dbpki_err *e)
 }
 
 /* mkdir with exactly mode (the process umask is 077: a store directory
- * the monitoring group reads is 0750); an existing directory is left. */
+ * the monitoring group reads is 0750); an existing directory is left.
+ * The setgid bit a new directory inherits (state_dir made 2750 with the
+ * monitoring group) is kept, so what is created below keeps that group. */
 static int
 mkdir_exact(const char *path, mode_t mode)
 {
+	struct stat st;
+
 	if (mkdir(path, mode) == -1)
 		return errno == EEXIST ? 0 : -1;
 	if (stat(path, &st) == -1)
