@@ -1,6 +1,7 @@
 /* libFuzzer target: the inventory parser (inih + the counting reader +
  * every validator) on arbitrary text.  Accepting or refusing is fine; a
- * crash, a leak or undefined behaviour is not. */
+ * crash, a leak, undefined behaviour, a refusal without a message, or an
+ * accepted text that breaks a promise of the parser is not. */
 #include "dbpki/config.h"
 
 #include <stdint.h>
@@ -20,9 +21,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[size] = '\0';
 	memset(&c, 0, sizeof(c));
 	err_clear(&e);
-	if (cfg_load_string("fuzz.ini", text, &c, &e) != 0 &&
-	    (e.code == 0 || e.msg[0] == '\0'))
-		abort(); /* a refusal must say why */
+	if (cfg_load_string("fuzz.ini", text, &c, &e) != 0) {
+		if (e.code == 0 || e.msg[0] == '\0')
+			abort(); /* a refusal must say why */
+	} else {
+		/* Accepted: what check_cluster promises, and no byte order
+		 * mark past the start (only a leading one is skipped). */
+		size_t skip =
+		    size >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+
+		if (c.n_nodes < 1 || cfg_primary(&c) == NULL ||
+		    memmem(text + skip, strlen(text + skip), "\xEF\xBB\xBF",
+			3) != NULL)
+			abort();
+	}
 	free(text);
 	return 0;
 }

@@ -355,6 +355,30 @@ test_bom(void **state)
 	free(c);
 }
 
+/* inih cuts a section name at 49 bytes; the reader does not.  A long node
+ * name (63 is allowed) must still be one section to both. */
+static void
+test_long_node_name(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	char ini[1024], name[64];
+
+	(void)state;
+	memset(name, 'n', 63);
+	name[63] = '\0';
+	snprintf(ini, sizeof(ini),
+	    "[cluster]\nname = b\nstate_dir = /s\n[ssh]\nknown_hosts = /k\n"
+	    "[node %s]\nhost = h\naddress = 10.0.0.1\nrole = primary\n"
+	    "port = 5433\n",
+	    name);
+	err_clear(&e);
+	assert_int_equal(cfg_load_string("t.ini", ini, c, &e), 0);
+	assert_string_equal(c->nodes[0].name, name);
+	assert_int_equal(c->nodes[0].pg.port, 5433);
+	free(c);
+}
+
 static char tmpdir[] = "/tmp/dbpki-test-config.XXXXXX";
 
 static void
@@ -582,6 +606,7 @@ main(void)
 	    cmocka_unit_test(test_cms_rules),
 	    cmocka_unit_test(test_file_checks),
 	    cmocka_unit_test(test_bom),
+	    cmocka_unit_test(test_long_node_name),
 	    cmocka_unit_test(test_trust),
 	};
 
