@@ -12,7 +12,8 @@
 #       DIR must exist, be empty and lie outside /tmp and /run (the nodes
 #       get their own empty /tmp and /run); e.g. mktemp -d /var/tmp/netlab.XXXXXX
 #   netlab.sh down --dir DIR        power every node off, remove the
-#                                   namespaces and the nodes' files
+#                                   namespaces and the nodes' files (fs/;
+#                                   logs stay until DIR is removed)
 #   netlab.sh reboot --dir DIR NODE|all    power loss, then boot
 #   netlab.sh exec --dir DIR NODE|admin -- CMD...   run CMD (as root) there
 #   netlab.sh ssh --dir DIR NODE [CMD...]   ssh from admin as the node's login user
@@ -372,7 +373,11 @@ cmd_up() {
 	ID=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 	NODES="${names[*]}"
 	umask 022
-	printf 'ID=%s\nNODES="%s"\n' "$ID" "$NODES" >"$DIR/lab.conf"
+	# The first "ip netns add" on a host makes /run/netns a mount point in
+	# the root mount namespace; the lab that caused it undoes it (down).
+	NETNS_MOUNT=0
+	mountpoint -q /run/netns 2>/dev/null || NETNS_MOUNT=1
+	printf 'ID=%s\nNODES="%s"\nNETNS_MOUNT=%s\n' "$ID" "$NODES" "$NETNS_MOUNT" >"$DIR/lab.conf"
 	# From here on a failure takes down what was made.
 	trap 'echo "netlab: up failed; taking the lab down" >&2; cmd_down >/dev/null 2>&1 || true' EXIT
 
@@ -448,7 +453,15 @@ cmd_down() {
 		done
 		ip netns del "$ns" || echo "netlab: could not delete namespace $ns" >&2
 	done
-	rm -rf "${DIR:?}/nodes" "${DIR:?}/bin" # the clusters, keys and homes of the nodes
+	# The nodes' files (clusters, keys, homes) go; their logs stay for
+	# whoever reads why a run failed, until the caller removes DIR.
+	local fs
+	for fs in "${DIR:?}"/nodes/*/fs; do rm -rf "$fs"; done
+	rm -rf "${DIR:?}/bin"
+	# /run/netns as it was, unless another lab's namespaces are there now.
+	if [ "${NETNS_MOUNT:-0}" = 1 ] && mountpoint -q /run/netns && [ -z "$(ip netns list)" ]; then
+		umount /run/netns 2>/dev/null || echo "netlab: could not unmount /run/netns" >&2
+	fi
 }
 
 node_exec() { # NODE CMD...: run CMD as root inside the node

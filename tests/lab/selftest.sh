@@ -19,7 +19,7 @@
 # then "reboot all" (nothing but the nodes' own boot sequence runs) and
 # every check again, plus /run and /tmp empty of what was left there.
 # Before and after: the host's pg_lsclusters and the root namespace's
-# addresses and routes; the suite fails if they differ, or if a lab
+# addresses, routes and mount points; the suite fails if they differ, or if a lab
 # namespace or mount is left.
 #
 #   tests/lab/selftest.sh            (exit 0 = every check passed)
@@ -48,6 +48,9 @@ host_state() {
 	echo "## ip route"
 	ip route show table all | sed -E 's/ expires [^ ]+//'
 	ip -6 route show table all | sed -E 's/ expires [^ ]+//'
+	echo "## mount points of the root mount namespace"
+	# (other labs' namespace files are theirs; ours are checked by name below)
+	awk '{print $5}' /proc/self/mountinfo | grep -v '^/run/netns/netlab-' | sort
 }
 
 SNAP=$(mktemp /var/tmp/netlab-selftest-snap.XXXXXX)
@@ -69,7 +72,7 @@ cleanup() {
 		diff <(cat "$SNAP") <(echo "$after") >&2 || true
 		rc=1
 	else
-		echo "ok: host pg_lsclusters, addresses and routes as before"
+		echo "ok: host pg_lsclusters, addresses, routes and mount points as before"
 	fi
 	if [ -n "$id" ] && ip netns list | grep -q "^netlab-$id-"; then
 		echo "FAIL: namespaces of lab $id left: $(ip netns list | grep "^netlab-$id-" | tr '\n' ' ')" >&2
@@ -85,6 +88,8 @@ cleanup() {
 	exit $rc
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM # so that cleanup runs then too
 
 # ------------------------------------------------------------ the lab
 

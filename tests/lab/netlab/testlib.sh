@@ -33,6 +33,8 @@ netlab_up() { # NODE-SPEC...: the lab, and its inventory in $INI
 	chmod 755 "$LAB"
 	export NETLAB_DIR=$LAB
 	trap netlab_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM # so that netlab_cleanup runs then too
 	for s in "$@"; do a+=(--node "$s"); done
 	"$NETLAB" up "${a[@]}" || fail "netlab.sh up failed (see $LAB/nodes/*/console.log)"
 	# shellcheck disable=SC2034 # INI is the test's
