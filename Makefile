@@ -92,9 +92,10 @@ $(BUILD)/dbpki: $(BUILD)/main.o $(LIB_OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 	@[ "$(BUILD)" != build ] || ln -sf $(BUILD)/dbpki dbpki
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) $(HEADERS)
+# The unit tests see DATADIR as template.o does (test_template checks it).
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) $(HEADERS) $(BUILD)/template.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests/unit $(LDFLAGS_ALL) -o $@ $< $(LIB_OBJS) $(LDLIBS_ALL) -lcmocka
+	$(CC) $(CFLAGS_ALL) $(FLAGS_template) -Itests/unit $(LDFLAGS_ALL) -o $@ $< $(LIB_OBJS) $(LDLIBS_ALL) -lcmocka
 
 $(BUILD)/tools/%: tests/tools/%.c $(LIB_OBJS) $(HEADERS)
 	@mkdir -p $(dir $@)
