@@ -502,13 +502,13 @@ ensure_ca(const struct dbpki_cluster *c, int create, struct dbpki_err *e)
 	struct pki_ca *ca = NULL;
 	int rc = pki_ca_load(c, &ca, e);
 
+	pki_ca_free(ca);
 	/* An import-only store needs no dbca: its leaves come from the
 	 * imported CA, and a CA key nobody uses is never made. */
 	if (rc == DBPKI_E_NOCA && pki_trust_imported(c)) {
 		err_clear(e);
 		return 0;
 	}
-	pki_ca_free(ca);
 	if (rc == DBPKI_E_NOCA && create) {
 		log_info("%s: no dbca yet: creating it", c->name);
 		err_clear(e);

@@ -348,8 +348,7 @@ pki_pem_text(const char *buf, size_t len, const char *what, int *nblocks,
 		} else if (in && has_prefix(p, n, "-----"))
 			return refuse_text(e, what,
 			    "a BEGIN line inside a PEM block", lineno, p, n);
-		else if (!in && k > 0 &&
-			 strspn(p, " \t\r") < (size_t)(nl - p)) {
+		else if (!in && k > 0 && n > 0) { /* n: blanks trimmed */
 			util_fmt(where, sizeof(where),
 			    "text after PEM block #%d", k);
 			return refuse_text(e, what, where, lineno, p, n);
@@ -913,7 +912,6 @@ import_report(STACK_OF(X509) * sk, const char *dst, int have_dbca)
 		log_info(
 		    "the store has no dbca and needs none: every leaf "
 		    "comes from this CA. Run: dbpki csr -c INVENTORY, have "
-	struct dbpki_err ign;
 		    "the CSRs signed, then: dbpki issue -c INVENTORY "
 		    "--signed DIR (docs/corporate-ca.md)");
 }
@@ -927,14 +925,11 @@ pki_ca_import(
 	STACK_OF(X509) *sk = NULL;
 	unsigned char *pem = NULL;
 	size_t len = 0, plen = 0;
+	struct dbpki_err ign;
 	X509 *ca = NULL;
 	int fd = -1, r;
 
 	pki_show_path(path, sp);
-	if ((r = pki_store_prepare(c, e)) != 0)
-		goto out;
-	if (pki_ca_load_cert(c, &ca, &ign) != 0)
-		err_clear(&ign); /* an import-only store: no dbca */
 	/* Nothing is written before every rule has passed.  dbca is not
 	 * needed: a shop that uses only its corporate CA starts here, and
 	 * no CA key is made for it (docs/corporate-ca.md). */
@@ -948,6 +943,10 @@ pki_ca_import(
 		r = err_set(e, DBPKI_E_CONFIG, "state_dir too long");
 		goto out;
 	}
+	if ((r = pki_store_prepare(c, e)) != 0)
+		goto out;
+	if (pki_ca_load_cert(c, &ca, &ign) != 0)
+		err_clear(&ign); /* an import-only store: no dbca */
 	if (pki_trust_imported(c) && same_content(dst, pem, plen)) {
 		log_info(
 		    "%s already trusts exactly this chain; nothing changed",

@@ -11,6 +11,7 @@
 #include "dbpki/util.h"
 #include "pki_int.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -163,32 +164,27 @@ sign_rules(const struct dbpki_cluster *c, const struct pki_spec *s,
 }
 
 int
-pki_csr_load(const char *path, X509_REQ **out, struct dbpki_err *e)
+pki_csr_from_pem(const char *buf, size_t len, const char *what, X509_REQ **out,
+    struct dbpki_err *e)
 {
-	char sp[PKI_SHOW_PATH + 8], *buf = NULL, *name = NULL, *hdr = NULL;
+	char *name = NULL, *hdr = NULL;
 	unsigned char *der = NULL;
 	const unsigned char *q;
-	size_t len = 0;
-	long dlen = 0;
 	int blocks = 0, r;
+	long dlen = 0;
 	BIO *b = NULL;
 
 	*out = NULL;
-	pki_show_path(path, sp);
-	if ((r = util_read_file(path, UTIL_MAX_INPUT, 0, &buf, &len, e)) != 0)
+	if ((r = pki_pem_text(buf, len, what, &blocks, e)) != 0)
 		return r;
-	if ((r = pki_pem_text(buf, len, sp, &blocks, e)) != 0)
-		goto out;
-	if (blocks != 1) {
-		r = pki_refuse(e, DBPKI_E_CONFIG, sp, "PEM",
+	if (blocks != 1)
+		return pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 		    "%d PEM blocks; a CSR file holds exactly one", blocks);
-		goto out;
-	}
-	if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL ||
+	if (len > INT32_MAX || (b = BIO_new_mem_buf(buf, (int)len)) == NULL ||
 	    PEM_read_bio(b, &name, &hdr, &der, &dlen) != 1 ||
 	    (strcmp(name, "CERTIFICATE REQUEST") != 0 &&
 		strcmp(name, "NEW CERTIFICATE REQUEST") != 0)) {
-		r = pki_refuse(e, DBPKI_E_CONFIG, sp, "PEM",
+		r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 		    "not a PEM certificate request (CERTIFICATE REQUEST "
 		    "block)");
 		goto out;
@@ -198,7 +194,7 @@ pki_csr_load(const char *path, X509_REQ **out, struct dbpki_err *e)
 	if ((*out = d2i_X509_REQ(NULL, &q, dlen)) == NULL || q != der + dlen) {
 		X509_REQ_free(*out);
 		*out = NULL;
-		r = pki_refuse(e, DBPKI_E_CONFIG, sp, "PEM",
+		r = pki_refuse(e, DBPKI_E_CONFIG, what, "PEM",
 		    "the block is not exactly one DER certificate request");
 	}
 out:
@@ -207,6 +203,21 @@ out:
 	OPENSSL_free(name);
 	OPENSSL_free(hdr);
 	OPENSSL_free(der);
+	return r;
+}
+
+int
+pki_csr_load(const char *path, X509_REQ **out, struct dbpki_err *e)
+{
+	char sp[PKI_SHOW_PATH + 8], *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	*out = NULL;
+	pki_show_path(path, sp);
+	if ((r = util_read_file(path, UTIL_MAX_INPUT, 0, &buf, &len, e)) != 0)
+		return r;
+	r = pki_csr_from_pem(buf, len, sp, out, e);
 	free(buf);
 	return r;
 }

@@ -440,6 +440,12 @@ pki_ca_load_cert(const struct dbpki_cluster *c, X509 **out, struct dbpki_err *e)
 	*out = NULL;
 	if ((r = ca_paths(c, crt, key, e)) != 0)
 		return r;
+	if (lstat(crt, &st) == -1 && errno == ENOENT && pki_trust_imported(c))
+		return err_set(e, DBPKI_E_NOCA,
+		    "no dbca in %s/ca: the store trusts only the imported CA "
+		    "(ca/trusted.pem), and this needs dbca; create it with: "
+		    "dbpki ca init -c %s (nodes keep trusting the imported CA)",
+		    c->state_dir, c->path[0] != '\0' ? c->path : "FILE");
 	if (lstat(crt, &st) == -1 && errno == ENOENT)
 		return err_set(e, DBPKI_E_NOCA,
 		    "no CA in %s/ca; run: dbpki "
@@ -449,12 +455,6 @@ pki_ca_load_cert(const struct dbpki_cluster *c, X509 **out, struct dbpki_err *e)
 }
 
 int
-	if (lstat(crt, &st) == -1 && errno == ENOENT && pki_trust_imported(c))
-		return err_set(e, DBPKI_E_NOCA,
-		    "no dbca in %s/ca: the store trusts only the imported CA "
-		    "(ca/trusted.pem), and this needs dbca; create it with: "
-		    "dbpki ca init -c %s (nodes keep trusting the imported CA)",
-		    c->state_dir, c->path[0] != '\0' ? c->path : "FILE");
 pki_ca_load(
     const struct dbpki_cluster *c, struct pki_ca **out, struct dbpki_err *e)
 {

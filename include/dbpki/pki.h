@@ -152,6 +152,9 @@ int pki_csr_read_spec(X509_REQ *req, struct pki_spec *s, char names[][CFG_HOST],
 /* Read a CSR file: one PEM CERTIFICATE REQUEST block (text only before
  * it), exactly one DER request in it.  DBPKI_E_CONFIG otherwise. */
 int pki_csr_load(const char *path, X509_REQ **out, struct dbpki_err *e);
+/* The same from memory; `what` names it in messages. */
+int pki_csr_from_pem(const char *buf, size_t len, const char *what,
+    X509_REQ **out, struct dbpki_err *e);
 
 /* 1 (and why) if name is a role the cluster treats as privileged, for
  * which no client certificate is signed: the superuser (postgres, [ssh]

@@ -584,6 +584,76 @@ test_san_rejects_garbage(void **state)
 	free(s);
 }
 
+/* Every role the cluster treats as privileged, whatever the case; an
+ * application role passes. */
+static void
+test_role_privileged(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	static const char *const bad[] = {"postgres", "POSTGRES", "replicator",
+	    "dbadmin", "nodeuser", "pg_monitor", "pg_read_server_files"};
+	char why[160];
+	size_t i;
+
+	(void)state;
+	assert_non_null(c);
+	snprintf(
+	    c->client_common_name, sizeof(c->client_common_name), "replicator");
+	snprintf(c->ssh.user, sizeof(c->ssh.user), "dbadmin");
+	c->n_nodes = 1;
+	snprintf(c->nodes[0].name, sizeof(c->nodes[0].name), "db1");
+	snprintf(
+	    c->nodes[0].ssh.user, sizeof(c->nodes[0].ssh.user), "nodeuser");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = '\0';
+		if (!pki_role_privileged(c, bad[i], why, sizeof(why)))
+			fail_msg("'%s' not privileged", bad[i]);
+		assert_true(why[0] != '\0');
+	}
+	assert_false(pki_role_privileged(c, "billing", why, sizeof(why)));
+	assert_false(pki_role_privileged(c, "app_db1", why, sizeof(why)));
+	free(c);
+}
+
+/* SANs beyond the spec: another node's name and address (wildcards, which
+ * dbpki never signs, are in test_cert_rules). */
+static void
+test_san_extra(void **state)
+{
+	static const char *san[] = {"db1.example.com", "10.0.0.11"};
+	struct pki_spec *s = calloc(1, sizeof(*s));
+	struct dbpki_err e;
+	struct ca_fx ca;
+	EVP_PKEY *k = NULL;
+	X509 *x = NULL;
+	char first[300];
+
+	(void)state;
+	assert_non_null(s);
+	make_ca(&ca, KEY_EC_P256, "test dbca", 3650LL * 86400);
+	ok(&e, pki_key_generate(KEY_EC_P256, &k, &e));
+	s->profile = PKI_PROFILE_SERVER;
+	s->validity = 86400;
+	snprintf(s->cn, sizeof(s->cn), "db1.example.com");
+	s->san[0] = san[0];
+	s->san[1] = san[1];
+	s->n_san = 2;
+	ok(&e, pki_cert_build(s, k, ca.cert, ca.key, &x, &e));
+	assert_int_equal(pki_cert_san_extra(x, s, first, sizeof(first)), 0);
+	X509_free(x);
+	s->san[2] = "db2.example.com";
+	s->san[3] = "10.0.0.12";
+	s->n_san = 4;
+	ok(&e, pki_cert_build(s, k, ca.cert, ca.key, &x, &e));
+	s->n_san = 2;
+	assert_int_equal(pki_cert_san_extra(x, s, first, sizeof(first)), 2);
+	assert_string_equal(first, "DNS:db2.example.com");
+	X509_free(x);
+	EVP_PKEY_free(k);
+	free_ca(&ca);
+	free(s);
+}
+
 int
 main(void)
 {
@@ -599,6 +669,8 @@ main(void)
 	    cmocka_unit_test(test_key_pem_roundtrip),
 	    cmocka_unit_test(test_csr_and_sign),
 	    cmocka_unit_test(test_san_rejects_garbage),
+	    cmocka_unit_test(test_role_privileged),
+	    cmocka_unit_test(test_san_extra),
 	};
 
 	log_init(0, 1, 0);

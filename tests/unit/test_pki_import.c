@@ -29,6 +29,7 @@ struct mk {
 	int64_t nb, na;   /* offsets from now; default -1d, +30d */
 	int not_ca;       /* basicConstraints CA:FALSE */
 	const char *ku;   /* keyUsage; default keyCertSign,cRLSign */
+	const char *bc;   /* basicConstraints; default by not_ca */
 	const char *eku;  /* extendedKeyUsage (leaves) */
 	const char *san;  /* subjectAltName (leaves) */
 	const EVP_MD *md; /* default SHA-256 */
@@ -93,7 +94,9 @@ mk_cert(const struct mk *m, EVP_PKEY *key)
 	X509_set_pubkey(x, key);
 	if (!m->v1) {
 		ext(x, m->issuer, NID_basic_constraints,
-		    m->not_ca ? "critical,CA:FALSE" : "critical,CA:TRUE");
+		    m->bc != NULL ? m->bc
+		    : m->not_ca   ? "critical,CA:FALSE"
+				  : "critical,CA:TRUE");
 		ext(x, m->issuer, NID_key_usage,
 		    m->ku != NULL ? m->ku : "critical,keyCertSign,cRLSign");
 		ext(x, m->issuer, NID_subject_key_identifier, "hash");
@@ -429,6 +432,107 @@ test_not_pem(void **state)
 	X509_free(x);
 }
 
+/* A chain that breaks a CA's pathLenConstraint deploys and then fails at
+ * every handshake: refused, whichever CA of the chain carries it. */
+static void
+test_path_length(void **state)
+{
+	struct mk r0 = {.cn = "Root P0", .bc = "critical,CA:TRUE,pathlen:0"};
+	struct mk r1 = {.cn = "Root P1", .bc = "critical,CA:TRUE,pathlen:1"};
+	X509 *root0 = mk_cert(&r0, k_ec256), *root1 = mk_cert(&r1, k_ec256);
+	struct mk m0 = {.cn = "Mid", .issuer = root0, .issuer_key = k_ec256};
+	struct mk m1 = {.cn = "Mid P0",
+	    .issuer = root1,
+	    .issuer_key = k_ec256,
+	    .bc = "critical,CA:TRUE,pathlen:0"};
+	X509 *mid0 = mk_cert(&m0, k_ec256b), *mid1 = mk_cert(&m1, k_ec256b);
+	struct mk l1 = {.cn = "Low", .issuer = mid1, .issuer_key = k_ec256b};
+	X509 *low1 = mk_cert(&l1, k_ec256c);
+	char *pem;
+
+	(void)state;
+	pem = pem_of(mid0, root0, NULL);
+	refused(pem, "path length");
+	free(pem);
+	pem = pem_of(low1, mid1, root1, NULL);
+	refused(pem, "path length");
+	free(pem);
+	/* within the constraints: accepted */
+	pem = pem_of(root0, NULL);
+	assert_int_equal(accepted(pem), 1);
+	free(pem);
+	pem = pem_of(mid1, root1, NULL);
+	assert_int_equal(accepted(pem), 2);
+	free(pem);
+	X509_free(root0);
+	X509_free(root1);
+	X509_free(mid0);
+	X509_free(mid1);
+	X509_free(low1);
+}
+
+/* pem with text inserted at offset `at` must be refused under "PEM",
+ * quoting `quoted`. */
+static void
+text_refused(const char *pem, size_t at, const char *text, size_t tlen,
+    const char *quoted)
+{
+	size_t n = strlen(pem);
+	char *buf = malloc(n + tlen + 1);
+	struct dbpki_err e;
+	STACK_OF(X509) *sk = NULL;
+
+	memcpy(buf, pem, at);
+	memcpy(buf + at, text, tlen);
+	memcpy(buf + at + tlen, pem + at, n - at + 1);
+	err_clear(&e);
+	assert_int_equal(
+	    pki_import_check_pem(buf, n + tlen, "t.pem", util_now(), &sk, &e),
+	    DBPKI_E_CONFIG);
+	assert_null(sk);
+	if (strstr(e.msg, "(rule: PEM)") == NULL ||
+	    strstr(e.msg, quoted) == NULL)
+		fail_msg("expected rule PEM and '%s' in: %s", quoted, e.msg);
+	free(buf);
+}
+
+/* Nothing but blank lines after the first PEM block: text there, or
+ * between blocks, or after an END line, is what dbpki would silently drop. */
+static void
+test_pem_text(void **state)
+{
+	struct mk r = {.cn = "Corp Root"};
+	X509 *root = mk_cert(&r, k_ec256);
+	struct mk i = {
+	    .cn = "Corp Issuing", .issuer = root, .issuer_key = k_ec256};
+	X509 *mid = mk_cert(&i, k_ec256b);
+	char *one = pem_of(root, NULL), *two = pem_of(mid, root, NULL);
+	size_t end1 = strlen(one), mid_end;
+
+	(void)state;
+	mid_end = strstr(two, "-----END CERTIFICATE-----\n") - two + 26;
+	text_refused(one, end1, "garbage\n", 8, "'garbage'");
+	text_refused(one, end1, "no newline", 10, "'no newline'");
+	text_refused(two, mid_end, "subject=CN=x\n", 13, "subject=CN=x");
+	text_refused(one, end1 - 1, "tail", 4, "END line");
+	text_refused(one, end1, "\x1b[2J\n", 5, "\\x1b[2J");
+	text_refused(two, mid_end, "\0", 1, "NUL byte");
+	text_refused(one, 0, "-----BEGIN CERTIFICATE-----\n", 28, "BEGIN");
+	/* cut: BEGIN without END */
+	one[end1 - 27] = '\0';
+	refused(one, "PEM");
+	free(one);
+	/* blank lines and spaces after and between blocks are fine */
+	one = malloc(strlen(two) + 16);
+	snprintf(one, strlen(two) + 16, "%.*s\n \n%s\r\n\t\n", (int)mid_end,
+	    two, two + mid_end);
+	assert_int_equal(accepted(one), 2);
+	free(one);
+	free(two);
+	X509_free(root);
+	X509_free(mid);
+}
+
 /* ---- leaves for issue --signed ----------------------------------------- */
 
 struct leaf_fx {
@@ -526,6 +630,92 @@ test_signed_leaf(void **state)
 	leaf_fx_free(&f);
 }
 
+/* A host name is checked only of a server: a clientAuth-only certificate
+ * must not pass for one, whatever purpose the caller gave. */
+static void
+test_verify_host_purpose(void **state)
+{
+	struct leaf_fx f;
+	struct mk m = {.eku = "clientAuth"};
+	struct dbpki_err e;
+	X509 *x;
+
+	(void)state;
+	leaf_fx_init(&f);
+	x = leaf(&f, &m, k_ec256);
+	err_clear(&e);
+	assert_int_equal(
+	    pki_verify(x, f.bundle, PKI_PURPOSE_ANY, NULL, 0, &e), 0);
+	assert_int_equal(
+	    pki_verify(x, f.bundle, PKI_PURPOSE_ANY, "db1.example.com", 0, &e),
+	    DBPKI_E_VERIFY);
+	if (strstr(e.msg, "wrong purpose") == NULL)
+		fail_msg("expected 'wrong purpose' in: %s", e.msg);
+	X509_free(x);
+	m = (struct mk){.eku = "serverAuth"};
+	x = leaf(&f, &m, k_ec256);
+	err_clear(&e);
+	assert_int_equal(
+	    pki_verify(x, f.bundle, PKI_PURPOSE_ANY, "db1.example.com", 0, &e),
+	    0);
+	X509_free(x);
+	leaf_fx_free(&f);
+}
+
+/* A certificate whose DNS SAN (and CN) hold a NUL: "good\0.evil". */
+static X509 *
+nul_cert(void)
+{
+	static const char name[] = "good.example.com\0.evil.test";
+	struct mk m = {.cn = "nul"};
+	GENERAL_NAMES *gens = GENERAL_NAMES_new();
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+	X509 *x = mk_cert(&m, k_ec256);
+	X509_NAME *subj = X509_NAME_new();
+
+	assert_int_equal(ASN1_STRING_set(ia5, name, sizeof(name) - 1), 1);
+	GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+	sk_GENERAL_NAME_push(gens, gn);
+	assert_int_equal(
+	    X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, 0), 1);
+	X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_ASC,
+	    (const unsigned char *)"postgres\0x", 10, -1, 0);
+	X509_set_subject_name(x, subj);
+	X509_NAME_free(subj);
+	GENERAL_NAMES_free(gens);
+	assert_true(X509_sign(x, k_ec256, EVP_sha256()) > 0);
+	return x;
+}
+
+/* inspect shows the whole name, the NUL escaped, and says it is bad; a
+ * CN with a NUL is no CN (it would compare equal to "postgres"). */
+static void
+test_nul_names(void **state)
+{
+	X509 *x = nul_cert();
+	char *buf = NULL, cn[64];
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	f = open_memstream(&buf, &len);
+	pki_inspect_print(f, x, 0);
+	fclose(f);
+	if (strstr(buf, "DNS:good.example.com\\x00.evil.test (INVALID") == NULL)
+		fail_msg("NUL SAN not shown escaped and marked: %s", buf);
+	free(buf);
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	pki_inspect_print(f, x, 1);
+	fclose(f);
+	if (strstr(buf, "good.example.com\\\\x00.evil.test") == NULL)
+		fail_msg("NUL SAN not escaped in JSON: %s", buf);
+	free(buf);
+	assert_int_not_equal(pki_cert_cn(x, cn, sizeof(cn)), 0);
+	X509_free(x);
+}
+
 int
 main(void)
 {
@@ -536,7 +726,11 @@ main(void)
 	    cmocka_unit_test(test_bad_signature),
 	    cmocka_unit_test(test_chain_length),
 	    cmocka_unit_test(test_not_pem),
+	    cmocka_unit_test(test_path_length),
+	    cmocka_unit_test(test_pem_text),
 	    cmocka_unit_test(test_signed_leaf),
+	    cmocka_unit_test(test_verify_host_purpose),
+	    cmocka_unit_test(test_nul_names),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
