@@ -201,11 +201,24 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 }
 
 static int
+ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
+{
+	if (pki_ca_init(c, e) != 0)
+		return e->code;
+	log_info("created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
+	    c->state_dir, c->state_dir,
+	    c->ca_passphrase_file[0] || c->ca_passphrase_env[0] ? ", encrypted"
+								: "");
+	return 0;
+}
+
+static int
 ca_run(
     const struct dbpki_cluster *c, const struct ca_opts *o, struct dbpki_err *e)
 {
-	if (strcmp(o->action, "import") == 0)
-		return pki_ca_import(c, o->cert, e);
+	struct engine_lock lock = {.fd = -1};
+	int r;
+
 	if (strcmp(o->action, "export") == 0)
 		return pki_ca_export(c, o->out, e);
 	if (strcmp(o->action, "rollover") == 0) {
@@ -214,13 +227,18 @@ ca_run(
 		memset(&eo, 0, sizeof(eo));
 		return engine_ca_rollover(c, o->stage, &eo, stdout, e);
 	}
-	if (pki_ca_init(c, e) != 0)
-		return e->code;
-	log_info("created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
-	    c->state_dir, c->state_dir,
-	    c->ca_passphrase_file[0] || c->ca_passphrase_env[0] ? ", encrypted"
-								: "");
-	return 0;
+	/* init and import write the store: under its lock, like every
+	 * writer (a second one exits 5 rather than race this one). */
+	if ((r = engine_store_lock(c,
+		 strcmp(o->action, "import") == 0 ? "ca import" : "ca init",
+		 &lock, e)) != 0)
+		return r;
+	if (strcmp(o->action, "import") == 0)
+		r = pki_ca_import(c, o->cert, e);
+	else
+		r = ca_init(c, e);
+	engine_lock_release(&lock);
+	return r;
 }
 
 int
@@ -256,6 +274,7 @@ cli_issue(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	struct engine_lock lock = {.fd = -1};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
 	const char *inv = NULL, *dir = NULL;
@@ -285,12 +304,15 @@ cli_issue(int argc, char **argv)
 	if ((rc = cli_load_cluster(inv, c)) != 0)
 		goto out;
 	err_clear(&e);
-	if (dir != NULL)
+	if (engine_store_lock(c, "issue", &lock, &e) != 0)
+		rc = cli_fail(&e);
+	else if (dir != NULL)
 		rc = pki_issue_signed(c, dir, extra_san, &e) != 0 ? cli_fail(&e)
 								  : EXIT_DONE;
 	else
 		rc =
 		    pki_issue_all(c, force, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+	engine_lock_release(&lock);
 out:
 	free(c);
 	return rc;
@@ -378,6 +400,7 @@ cli_csr(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	struct engine_lock lock = {.fd = -1};
 	struct dbpki_cluster *c = NULL;
 	struct csr_opts *o;
 	struct dbpki_err e;
@@ -425,7 +448,11 @@ cli_csr(int argc, char **argv)
 	    (rc = cli_load_cluster(o->inv, c)) != 0)
 		goto out;
 	err_clear(&e);
-	rc = pki_csr_all(c, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+	if (engine_store_lock(c, "csr", &lock, &e) != 0)
+		rc = cli_fail(&e);
+	else
+		rc = pki_csr_all(c, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+	engine_lock_release(&lock);
 out:
 	free(c);
 	free(o);
@@ -463,6 +490,7 @@ cli_sign(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct sign_opts o = {NULL, NULL, NULL, NULL, 0, 0};
+	struct engine_lock lock = {.fd = -1};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
 	int ch, rc;
@@ -496,7 +524,13 @@ cli_sign(int argc, char **argv)
 		return EXIT_FAILED;
 	if ((rc = cli_load_cluster(o.inv, c)) == 0) {
 		err_clear(&e);
-		rc = sign_run(c, &o, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+		/* sign records the certificate in the index: a writer. */
+		if (engine_store_lock(c, "sign", &lock, &e) != 0)
+			rc = cli_fail(&e);
+		else
+			rc =
+			    sign_run(c, &o, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
+		engine_lock_release(&lock);
 	}
 	free(c);
 	return rc;

@@ -416,14 +416,13 @@ prepare_releases(struct engine_run *r, struct dbpki_err *e)
 	return 0;
 }
 
+/* Unique even for two runs in one second (a reused releases/<id> would
+ * be overwritten in place and leave rollback nothing to go back to), and
+ * sorting like time: certs.sh keeps the newest five by name. */
 static void
 make_release_id(struct engine_run *r)
 {
-	time_t now = time(NULL);
-	struct tm tm;
-
-	gmtime_r(&now, &tm);
-	strftime(r->release_id, sizeof(r->release_id), "%Y%m%dT%H%M%SZ", &tm);
+	util_stamp(r->release_id);
 }
 
 static int
@@ -556,8 +555,7 @@ run_locked(const struct dbpki_cluster *c, const char *name,
 	    (rc = run_init(r, c, pb, o, e)) != 0)
 		goto out;
 	/* renew decides under the lock whether anything is due at all. */
-	if (!o->lock_held &&
-	    (rc = engine_lock_take(c->state_dir, name, &lock, e)) != 0)
+	if (!o->lock_held && (rc = engine_store_lock(c, name, &lock, e)) != 0)
 		goto out;
 	if (issue && ((rc = ensure_ca(c, create_ca, e)) != 0 ||
 			 (rc = pki_issue_all(c, 0, e)) != 0)) {

@@ -100,7 +100,7 @@ engine_revoke(const struct dbpki_cluster *c, const struct pki_revoke_req *req,
 		    "revoke: platform %s cannot "
 		    "check a CRL; only postgres can (docs/revocation.md)",
 		    cfg_platform_name(c->platform));
-	if ((rc = engine_lock_take(c->state_dir, "revoke", &lock, e)) != 0)
+	if ((rc = engine_store_lock(c, "revoke", &lock, e)) != 0)
 		return rc;
 	if ((rc = ca_usable(c, e)) != 0 ||
 	    (!crl_only && (rc = revoke_in_store(c, req, e)) != 0) ||
@@ -127,8 +127,7 @@ engine_issue_app(const struct dbpki_cluster *c, const char *role,
 	int rc;
 
 	/* The index is rewritten whole: not while a renew rewrites it too. */
-	if ((rc = engine_lock_take(c->state_dir, "issue-client", &lock, e)) !=
-	    0)
+	if ((rc = engine_store_lock(c, "issue-client", &lock, e)) != 0)
 		return rc;
 	rc = pki_issue_app(c, role, dir, dbname, ent, prev, e);
 	if (rc == 0 && (rc = pki_app_mark(

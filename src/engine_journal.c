@@ -18,8 +18,6 @@ engine_journal_open(const char *state_dir, const char *playbook,
     struct engine_journal *j, struct dbpki_err *e)
 {
 	char dir[CFG_PATH];
-	struct tm tm;
-	time_t now = time(NULL);
 	int fd, r;
 
 	memset(j, 0, sizeof(*j));
@@ -28,10 +26,9 @@ engine_journal_open(const char *state_dir, const char *playbook,
 		    e, DBPKI_E_CONFIG, "%s: path too long", state_dir);
 	if ((r = util_mkdirs(dir, UTIL_STORE_DIR, e)) != 0)
 		return r;
-	gmtime_r(&now, &tm);
-	strftime(j->id, sizeof(j->id), "%Y%m%dT%H%M%SZ", &tm);
-	snprintf(j->id + strlen(j->id), sizeof(j->id) - strlen(j->id), "-%ld",
-	    (long)getpid());
+	/* The newest journal is found by name: the stamp sorts like time
+	 * (a pid suffix did not: "-1000" < "-999" within one second). */
+	util_stamp(j->id);
 	if (util_fmt(j->path, sizeof(j->path), "%s/%s.jsonl", dir, j->id) != 0)
 		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", dir);
 	fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,

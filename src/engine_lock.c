@@ -1,6 +1,7 @@
 /* engine_lock: one run per cluster at a time. */
 #include "dbpki/engine.h"
 #include "dbpki/log.h"
+#include "dbpki/pki.h"
 #include "dbpki/util.h"
 
 #include <errno.h>
@@ -62,6 +63,23 @@ engine_lock_take(const char *state_dir, const char *what, struct engine_lock *l,
 		return err_sys(e, "cannot write %s", path);
 	}
 	l->fd = fd;
+	return 0;
+}
+
+int
+engine_store_lock(const struct dbpki_cluster *c, const char *what,
+    struct engine_lock *l, struct dbpki_err *e)
+{
+	int r;
+
+	if ((r = engine_lock_take(c->state_dir, what, l, e)) != 0)
+		return r;
+	/* No writer runs while we hold the lock: whatever temporary file or
+	 * unrecorded key is there now was left by one that was killed. */
+	if ((r = pki_store_sweep(c, e)) != 0) {
+		engine_lock_release(l);
+		return r;
+	}
 	return 0;
 }
 

@@ -113,8 +113,6 @@ engine_plan(const struct dbpki_cluster *c, const char *name, FILE *out,
 	struct engine_run *r = calloc(1, sizeof(*r));
 	struct playbook *pb = calloc(1, sizeof(*pb));
 	struct engine_opts o = {0};
-	time_t now = time(NULL);
-	struct tm tm;
 	int k, rc;
 
 	if (r == NULL || pb == NULL) {
@@ -126,8 +124,7 @@ engine_plan(const struct dbpki_cluster *c, const char *name, FILE *out,
 	r->c = c;
 	r->pb = pb;
 	r->o = &o;
-	gmtime_r(&now, &tm);
-	strftime(r->release_id, sizeof(r->release_id), "%Y%m%dT%H%M%SZ", &tm);
+	util_stamp(r->release_id);
 	snprintf(r->journal.id, sizeof(r->journal.id), "(plan)");
 	fprintf(out, "plan: playbook %s (%s)\n  %s\n", pb->name, pb->path,
 	    pb->description);

@@ -604,7 +604,7 @@ engine_renew(const struct dbpki_cluster *c, const struct engine_opts *o,
 				    "the primary cannot be skipped");
 	}
 	warn_config(c);
-	if ((rc = engine_lock_take(c->state_dir, "renew", &lock, e)) != 0)
+	if ((rc = engine_store_lock(c, "renew", &lock, e)) != 0)
 		return rc;
 	rc = renew_locked(out, c, o, e);
 	engine_lock_release(&lock);

@@ -294,7 +294,7 @@ engine_ca_rollover(const struct dbpki_cluster *c, int stage,
 		return err_set(e, DBPKI_E_USAGE, "--stage: 1, 2 or 3");
 	if ((r = refuse_unsupported(c, e)) != 0)
 		return r;
-	if ((r = engine_lock_take(c->state_dir, "ca-rollover", &lock, e)) != 0)
+	if ((r = engine_store_lock(c, "ca-rollover", &lock, e)) != 0)
 		return r;
 	/* The friendly "no CA; run: dbpki ca init" first. */
 	if ((r = pki_ca_load_cert(c, &ca, e)) == 0)

@@ -191,7 +191,7 @@ engine_rotate(
 	/* One lock from the first question to the last verification: a
 	 * second run started meanwhile changes nothing, not even the
 	 * store. */
-	if ((rc = engine_lock_take(c->state_dir, "rotate", &lock, e)) != 0)
+	if ((rc = engine_store_lock(c, "rotate", &lock, e)) != 0)
 		return rc;
 	if ((rc = rotate_prepare(c, o, e)) == 0) {
 		ro.lock_held = 1;

@@ -15,13 +15,10 @@ static int
 archive_dir(
     const struct dbpki_cluster *c, char dir[CFG_PATH], struct dbpki_err *e)
 {
-	char parent[CFG_PATH], stamp[32];
-	time_t now = time(NULL);
-	struct tm tm;
+	char parent[CFG_PATH], stamp[UTIL_STAMP_LEN];
 	int i, r;
 
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	util_stamp(stamp);
 	if (pki_store_path(c, parent, "ca/archive") != 0)
 		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
 	if ((r = util_mkdirs(parent, 0700, e)) != 0)

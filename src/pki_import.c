@@ -811,34 +811,21 @@ chain_to_pem(
 	return 0;
 }
 
-/* "20261122T205010Z": ISO 8601 basic format, no ':' to trip up scp or tar. */
-static void
-backup_stamp(char out[32])
-{
-	char iso[32];
-	size_t i, k = 0;
-
-	util_iso8601(util_now(), iso);
-	for (i = 0; iso[i] != '\0'; i++)
-		if (iso[i] != '-' && iso[i] != ':')
-			out[k++] = iso[i];
-	out[k] = '\0';
-}
-
 /* Copy the current trusted.pem to ca/backup/<UTC time>[-N]/ before it is
  * replaced: an import is never destructive. */
 static int
 backup_trust(const struct dbpki_cluster *c, const char *cur,
     char where[CFG_PATH], struct dbpki_err *e)
 {
-	char base[CFG_PATH], dir[CFG_PATH], p[CFG_PATH], stamp[32], *buf = NULL;
+	char base[CFG_PATH], dir[CFG_PATH], p[CFG_PATH], stamp[UTIL_STAMP_LEN],
+	    *buf = NULL;
 	size_t len = 0;
 	int i, r;
 
 	if ((r = util_read_file(
 		 cur, UTIL_MAX_INPUT, UTIL_RF_NOSYMLINK, &buf, &len, e)) != 0)
 		return err_wrap(e, "cannot back up the current trust");
-	backup_stamp(stamp);
+	util_stamp(stamp); /* sorts like time, unique in a second */
 	if (pki_store_path(c, base, BACKUP_DIR) != 0) {
 		r = err_set(e, DBPKI_E_CONFIG, "state_dir too long");
 		goto out;

@@ -1,14 +1,17 @@
 /* pki_store: the local store under state_dir (see docs/store.md): layout,
  * the certificate index, the CA's files and its passphrase. */
 #include "dbpki/pki.h"
+#include "dbpki/log.h"
 #include "dbpki/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define INDEX_HEADER                                                           \
 	"# dbpki certificate index v1\n"                                       \
@@ -413,10 +416,16 @@ pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
 	    (r = pki_cert_to_pem(x, &cpem, &clen, e)) != 0)
 		goto out;
 	/* Key first: a certificate without its key would be a CA that looks
-	 * present but cannot sign. */
-	if ((r = write_pem(key, kpem, klen, 0600, e)) != 0 ||
-	    (r = write_pem(crt, cpem, clen, 0644, e)) != 0 ||
-	    (r = record_cert(c, x, cpem, clen, "ca", "-", e)) != 0)
+	 * present but cannot sign.  Both are created exclusively, never
+	 * replaced: of two `ca init` that got past ca_refuse_existing at
+	 * once, one fails here, and a CA's key is never overwritten. */
+	if ((r = util_write_new(key, kpem, klen, 0600, e)) != 0)
+		goto out;
+	if ((r = util_write_new(crt, cpem, clen, 0644, e)) != 0) {
+		(void)unlink(key); /* ours, written just above */
+		goto out;
+	}
+	if ((r = record_cert(c, x, cpem, clen, "ca", "-", e)) != 0)
 		goto out;
 out:
 	if (pass != NULL)
@@ -485,6 +494,104 @@ out:
 		util_freezero(pass, strlen(pass) + 1);
 	pki_ca_free(ca);
 	return r;
+}
+
+/* ---- what an interrupted writer left behind ------------------------------ */
+
+/* util_write_atomic's temporary name: ".<base>.<16 hex>.tmp". */
+static int
+is_temp_name(const char *n)
+{
+	size_t len = strlen(n), i;
+
+	if (len < 1 + 1 + 1 + 16 + 4 || n[0] != '.' ||
+	    strcmp(n + len - 4, ".tmp") != 0 || n[len - 4 - 17] != '.')
+		return 0;
+	for (i = len - 4 - 16; i < len - 4; i++)
+		if (strchr("0123456789abcdef", n[i]) == NULL)
+			return 0;
+	return 1;
+}
+
+/* keys/<serial>.key whose serial is not an active index entry. */
+static int
+is_orphan_key(const struct pki_index *idx, const char *n)
+{
+	char serial[PKI_SERIAL_HEX];
+	size_t len = strlen(n), i;
+
+	if (idx == NULL || len <= 4 || len - 4 >= sizeof(serial) ||
+	    strcmp(n + len - 4, ".key") != 0)
+		return 0;
+	memcpy(serial, n, len - 4);
+	serial[len - 4] = '\0';
+	if (!valid_serial(serial))
+		return 0;
+	for (i = 0; i < idx->n; i++)
+		if (idx->v[i].status == PKI_ACTIVE &&
+		    strcmp(idx->v[i].serial, serial) == 0)
+			return 0;
+	return 1;
+}
+
+static void
+sweep_dir(
+    const struct dbpki_cluster *c, const char *rel, const struct pki_index *idx)
+{
+	char dir[CFG_PATH], p[CFG_PATH];
+	struct dbpki_err ignored;
+	struct dirent *de;
+	struct stat st;
+	int n = 0;
+	DIR *d;
+
+	if (pki_store_path(c, dir, "%s", rel) != 0 ||
+	    (d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (!is_temp_name(de->d_name) &&
+		    !(strcmp(rel, "keys") == 0 &&
+			is_orphan_key(idx, de->d_name)))
+			continue;
+		if (util_fmt(p, sizeof(p), "%s/%s", dir, de->d_name) != 0 ||
+		    lstat(p, &st) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (unlink(p) == 0) {
+			n++;
+			log_info("removed %s/%s: left by an interrupted run "
+				 "(no index line needs it)",
+			    rel, de->d_name);
+		} else
+			log_warn("cannot remove %s, left by an interrupted "
+				 "run: %s; remove it by hand",
+			    p, strerror(errno));
+	}
+	closedir(d);
+	if (n > 0)
+		(void)util_fsync_dir(dir, &ignored);
+}
+
+int
+pki_store_sweep(const struct dbpki_cluster *c, struct dbpki_err *e)
+{
+	static const char *const dirs[] = {".", "ca", "ca/next", "ca/rollover",
+	    "issued", "keys", "csr", "crl"};
+	struct pki_index idx = {0};
+	char p[CFG_PATH];
+	struct stat st;
+	size_t i;
+	int r, have_index;
+
+	/* Without an index there is nothing to judge a key by: keep them
+	 * all (a store whose index.tsv was lost is restored, not swept). */
+	have_index =
+	    pki_store_path(c, p, "index.tsv") == 0 && lstat(p, &st) == 0;
+	if (have_index && (r = pki_index_load(c, &idx, e)) != 0)
+		return r;
+	for (i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		sweep_dir(c, dirs[i], have_index ? &idx : NULL);
+	pki_index_free(&idx);
+	return 0;
 }
 
 int

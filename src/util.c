@@ -193,17 +193,18 @@ open_temp(
 	return -1;
 }
 
-int
-util_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
-    struct dbpki_err *e)
+/* Write buf to a fresh temporary file beside path (dir/.base.<hex>.tmp),
+ * with exactly mode, fsynced and closed; its name into tmp. */
+static int
+write_temp(const char *path, const void *buf, size_t len, mode_t mode,
+    char *dir, char *tmp, struct dbpki_err *e)
 {
-	char dir[PATH_MAX], tmp[PATH_MAX];
 	const char *base;
 	int fd;
 
-	if (split_dir(path, dir, sizeof(dir), &base) != 0 || *base == '\0')
+	if (split_dir(path, dir, PATH_MAX, &base) != 0 || *base == '\0')
 		return err_set(e, DBPKI_E_SYS, "%s: bad path", path);
-	if ((fd = open_temp(dir, base, mode, tmp, sizeof(tmp))) == -1)
+	if ((fd = open_temp(dir, base, mode, tmp, PATH_MAX)) == -1)
 		return err_sys(
 		    e, "cannot create a temporary file beside %s", path);
 	/* open() honours the umask; the mode must be exact, never wider. */
@@ -219,12 +220,50 @@ util_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
 		unlink(tmp);
 		return DBPKI_E_SYS;
 	}
-	if (rename(tmp, path) == -1) {
-		err_sys(e, "cannot rename %s to %s", tmp, path);
+	return 0;
+}
+
+/* The temporary file replaces path (rename), or becomes it only when
+ * path does not exist yet (excl: link(2), which fails when path exists,
+ * even as a dangling symlink: of two writers racing for one name exactly
+ * one wins, and a reader never sees a half-written file). */
+static int
+write_file(const char *path, const void *buf, size_t len, mode_t mode, int excl,
+    struct dbpki_err *e)
+{
+	char dir[PATH_MAX], tmp[PATH_MAX];
+	int r;
+
+	if ((r = write_temp(path, buf, len, mode, dir, tmp, e)) != 0)
+		return r;
+	if ((excl ? link(tmp, path) : rename(tmp, path)) == -1) {
+		r = errno;
 		unlink(tmp);
-		return DBPKI_E_SYS;
+		errno = r;
+		if (excl && r == EEXIST)
+			return err_set(e, DBPKI_E_EXISTS,
+			    "%s already exists; refusing to overwrite it",
+			    path);
+		return err_sys(e, "cannot %s %s to %s",
+		    excl ? "link" : "rename", tmp, path);
 	}
+	if (excl && unlink(tmp) == -1)
+		return err_sys(e, "cannot remove %s", tmp);
 	return util_fsync_dir(dir, e);
+}
+
+int
+util_write_atomic(const char *path, const void *buf, size_t len, mode_t mode,
+    struct dbpki_err *e)
+{
+	return write_file(path, buf, len, mode, 0, e);
+}
+
+int
+util_write_new(const char *path, const void *buf, size_t len, mode_t mode,
+    struct dbpki_err *e)
+{
+	return write_file(path, buf, len, mode, 1, e);
 }
 
 static int
@@ -580,6 +619,36 @@ util_mono_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+util_stamp(char out[UTIL_STAMP_LEN])
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static struct timespec last;
+	struct timespec ts;
+	struct tm tm;
+	char sec[16];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	/* Strictly after the previous stamp of this process, so that two
+	 * names made in one clock tick still differ and keep their order. */
+	pthread_mutex_lock(&mu);
+	if (ts.tv_sec < last.tv_sec ||
+	    (ts.tv_sec == last.tv_sec && ts.tv_nsec <= last.tv_nsec)) {
+		ts = last;
+		if (++ts.tv_nsec == 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec = 0;
+		}
+	}
+	last = ts;
+	pthread_mutex_unlock(&mu);
+	gmtime_r(&ts.tv_sec, &tm);
+	if (strftime(sec, sizeof(sec), "%Y%m%dT%H%M%S", &tm) == 0)
+		sec[0] = '\0'; /* a year past 9999 */
+	snprintf(out, UTIL_STAMP_LEN, "%.15s.%09dZ", sec,
+	    (int)(ts.tv_nsec % 1000000000L));
 }
 
 void

@@ -25,6 +25,11 @@ struct engine_lock {
  * `what` (e.g. "bootstrap") is recorded for the next one to read. */
 int engine_lock_take(const char *state_dir, const char *what,
     struct engine_lock *l, struct dbpki_err *e);
+
+/* What every command that writes the store calls first: take the lock as
+ * above, then pki_store_sweep() what a killed writer left behind. */
+int engine_store_lock(const struct dbpki_cluster *c, const char *what,
+    struct engine_lock *l, struct dbpki_err *e);
 void engine_lock_release(struct engine_lock *l);
 
 /* ---- journal (engine_journal.c) ---------------------------------------- */

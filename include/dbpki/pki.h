@@ -235,6 +235,15 @@ int pki_store_path(const struct dbpki_cluster *c, char out[CFG_PATH],
 /* Create state_dir and its subdirectories (0700). */
 int pki_store_prepare(const struct dbpki_cluster *c, struct dbpki_err *e);
 
+/* Remove what a writer killed mid-way left behind (call it holding the
+ * lock, so that no writer is running): temporary files of
+ * util_write_atomic (".<name>.<hex>.tmp", which may hold a private key)
+ * in the store's directories, and keys/<serial>.key files that no active
+ * index entry names (an issue killed before its index was written; a
+ * superseded key whose removal failed).  Each removal is logged.  Needs
+ * index.tsv: without one, keys are left alone. */
+int pki_store_sweep(const struct dbpki_cluster *c, struct dbpki_err *e);
+
 /* Load index.tsv (a missing file is an empty index); free with
  * pki_index_free.  Save rewrites it atomically. */
 int pki_index_load(

@@ -37,6 +37,13 @@ int util_read_file(const char *path, size_t max, int flags, char **out,
 int util_write_atomic(const char *path, const void *buf, size_t len,
     mode_t mode, struct dbpki_err *e);
 
+/* Create path with buf, only if it does not exist yet: the same temporary
+ * file, then link(2) to path, so that of writers racing for one name
+ * exactly one succeeds and nobody sees a partial file.  DBPKI_E_EXISTS
+ * when path exists (a symlink included). */
+int util_write_new(const char *path, const void *buf, size_t len, mode_t mode,
+    struct dbpki_err *e);
+
 /* Create path and any missing parents with mode.  An existing final
  * directory must not be a symlink nor writable by group or others. */
 int util_mkdirs(const char *path, mode_t mode, struct dbpki_err *e);
@@ -91,5 +98,13 @@ int64_t util_mono_ms(void);
 
 /* Format a UTC time as ISO 8601 ("2026-11-22T20:00:00Z"). */
 void util_iso8601(int64_t t, char out[32]);
+
+/* A name made from the clock ("20261122T205010.123456789Z"): UTC with
+ * nanoseconds, fixed width, so that sorting names sorts by time; strictly
+ * increasing within a process (a coarse clock gets +1 ns).  Release ids,
+ * journals, archives and backups all use it; the node-side scripts make
+ * the same form with `date -u +%Y%m%dT%H%M%S.%NZ`. */
+#define UTIL_STAMP_LEN 32
+void util_stamp(char out[UTIL_STAMP_LEN]);
 
 #endif
