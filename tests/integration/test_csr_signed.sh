@@ -10,7 +10,7 @@
 # replica on 127.0.64.x) is bootstrapped with the corporate certificates and
 # psql verify-full is checked against the corporate root alone; its store is
 # import-only (issue 12): no `ca init`, and no CA key is ever made, not by
-# bootstrap nor by status.
+# bootstrap, status or renew.
 set -euo pipefail
 : "${DBPKI:?DBPKI must point to the dbpki binary}" "${DBPKI_ROOT:?}"
 dir=$(mktemp -d /tmp/dbpki-it-csr-XXXXXX)
@@ -287,6 +287,8 @@ nodbca() { [ -z "$(find "$LS" -name dbca.key)" ] && [ ! -e "$LS/ca/dbca.crt" ]; 
 nodbca || fail "bootstrap made a dbca: $(find "$LS" -name 'dbca.*')"
 out=$("$DBPKI" status -c "$LI" 2>&1) || { echo "$out"; fail "lab: status on an import-only store"; }
 nodbca || fail "status made a dbca"
+out=$("$DBPKI" renew -c "$LI" 2>&1) || { echo "$out" | tail -n 20; fail "lab: renew on an import-only store"; }
+nodbca || fail "renew made a dbca"
 C1=$LAB/nodes/node2/certs/current
 cmp -s "$C1/dbca.crt" "$LS/ca/trusted.pem" || fail "the release does not carry the corporate chain"
 # the admin's view: the corporate ROOT only; the node sends its chain
