@@ -628,7 +628,7 @@ util_stamp(char out[UTIL_STAMP_LEN])
 	static struct timespec last;
 	struct timespec ts;
 	struct tm tm;
-	char sec[16];
+	char sec[17];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	/* Strictly after the previous stamp of this process, so that two
@@ -645,9 +645,9 @@ util_stamp(char out[UTIL_STAMP_LEN])
 	last = ts;
 	pthread_mutex_unlock(&mu);
 	gmtime_r(&ts.tv_sec, &tm);
-	if (strftime(sec, sizeof(sec), "%Y%m%dT%H%M%S", &tm) == 0)
+	if (strftime(sec, sizeof(sec), "%Y%m%dT%H%M%SZ", &tm) == 0)
 		sec[0] = '\0'; /* a year past 9999 */
-	snprintf(out, UTIL_STAMP_LEN, "%.15s.%09dZ", sec,
+	snprintf(out, UTIL_STAMP_LEN, "%.16s-%09d", sec,
 	    (int)(ts.tv_nsec % 1000000000L));
 }
 

@@ -99,11 +99,13 @@ int64_t util_mono_ms(void);
 /* Format a UTC time as ISO 8601 ("2026-11-22T20:00:00Z"). */
 void util_iso8601(int64_t t, char out[32]);
 
-/* A name made from the clock ("20261122T205010.123456789Z"): UTC with
- * nanoseconds, fixed width, so that sorting names sorts by time; strictly
- * increasing within a process (a coarse clock gets +1 ns).  Release ids,
- * journals, archives and backups all use it; the node-side scripts make
- * the same form with `date -u +%Y%m%dT%H%M%S.%NZ`. */
+/* A name made from the clock ("20261122T205010Z-123456789"): UTC, then
+ * the nanoseconds, fixed width, so that sorting names sorts by time (and
+ * after a pre-0.2 name of the same second, which is its prefix); strictly
+ * increasing within a process (a coarse clock gets +1 ns).  Only
+ * [0-9TZ-]: a CMS console word, a file name.  Release ids, journals,
+ * archives and backups use it; the node-side scripts make the same form
+ * with `date -u +%Y%m%dT%H%M%SZ-%N`. */
 #define UTIL_STAMP_LEN 32
 void util_stamp(char out[UTIL_STAMP_LEN]);
 

@@ -42,9 +42,9 @@ for want in "node1> database cluster remove" "answers Y when asked '(Y/n)'" \
 	"reply must show '$P (me) : Connected Primary'"; do
 	grep -qF -- "$want" "$LAB/plan.txt" || { cat "$LAB/plan.txt"; fail "plan lacks: $want"; }
 done
-grep -Eq '^ +node3> database cluster certs dbclient-[0-9TZ]+\.key dbclient-[0-9TZ]+\.crt dbca-[0-9TZ]+\.crt$' "$LAB/plan.txt" ||
+grep -Eq '^ +node3> database cluster certs dbclient-[0-9TZ-]+\.key dbclient-[0-9TZ-]+\.crt dbca-[0-9TZ-]+\.crt$' "$LAB/plan.txt" ||
 	fail "plan: node3's certs line is not the 3-file form"
-grep -Eq '^ +node2> database cluster certs dbserver-[0-9TZ]+\.key dbserver-[0-9TZ]+\.crt dbclient-[0-9TZ]+\.key dbclient-[0-9TZ]+\.crt dbca-[0-9TZ]+\.crt$' "$LAB/plan.txt" ||
+grep -Eq '^ +node2> database cluster certs dbserver-[0-9TZ-]+\.key dbserver-[0-9TZ-]+\.crt dbclient-[0-9TZ-]+\.key dbclient-[0-9TZ-]+\.crt dbca-[0-9TZ-]+\.crt$' "$LAB/plan.txt" ||
 	fail "plan: node2's certs line is not the 5-file form"
 ! grep -q 'node1> database cluster join\|node3> database cluster initialize' "$LAB/plan.txt" ||
 	fail "plan sends initialize/join to the wrong core"
@@ -62,7 +62,7 @@ pass "bootstrap exited 0"
 seq=$(steps_after 0)
 echo "$seq" | sed 's/^/    /'
 for n in 1 2 3; do
-	mine=$(echo "$seq" | awk -F'\t' -v n=node$n '$1 == n { print $3 }' | sed -E 's/-[0-9]{8}T[0-9]{6}Z\./-ID./g')
+	mine=$(echo "$seq" | awk -F'\t' -v n=node$n '$1 == n { print $3 }' | sed -E 's/-[0-9]{8}T[0-9]{6}Z-[0-9]{9}\./-ID./g')
 	case $n in
 	1) want="database cluster remove
 database cluster certs dbserver-ID.key dbserver-ID.crt dbclient-ID.key dbclient-ID.crt dbca-ID.crt
@@ -91,7 +91,7 @@ join=$(pos 'database cluster join' 1); conn=$(pos 'database cluster connect' 1)
 	[ "$init" -lt "$join" ] && [ "$join" -lt "$conn" ] ||
 	fail "order across cores: remove<certs: $last_remove<$first_certs, localnode<initialize: $last_local<$init, initialize<join<connect: $init<$join<$conn"
 # The files named are the ones uploaded, keys private.
-id=$(echo "$seq" | sed -nE 's/.*dbca-([0-9]{8}T[0-9]{6}Z)\.crt.*/\1/p' | head -n 1)
+id=$(echo "$seq" | sed -nE 's/.*dbca-([0-9]{8}T[0-9]{6}Z-[0-9]{9})\.crt.*/\1/p' | head -n 1)
 for n in 1 2; do
 	for f in dbserver-$id.key dbserver-$id.crt dbclient-$id.key dbclient-$id.crt dbca-$id.crt; do
 		[ -f "$LAB/nodes/node$n/files/$f" ] || fail "node$n: $f was not uploaded"

@@ -21,7 +21,7 @@ T=$LAB/transcript.tsv
 
 steps_after() { tail -n +"$(($1 + 1))" "$T" | cut -f2- | grep -v $'\tdatabase cluster status\t' || true; }
 lines() { wc -l <"$T"; }
-release_of() { sed -nE 's/.*dbca-([0-9]{8}T[0-9]{6}Z)\.crt.*/\1/p' | head -n 1; }
+release_of() { sed -nE 's/.*dbca-([0-9]{8}T[0-9]{6}Z-[0-9]{9})\.crt.*/\1/p' | head -n 1; }
 
 out=$("$DBPKI" bootstrap -c "$INI" 2>&1) || { echo "$out"; fail "bootstrap failed"; }
 id=$(steps_after 0 | release_of)
