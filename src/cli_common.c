@@ -37,7 +37,7 @@ cli_load_cluster(const char *path, struct dbpki_cluster *c)
 		return EXIT_USAGE;
 	}
 	err_clear(&e);
-	if (cfg_load(path, c, &e) != 0 || cfg_check_trust(c, &e) != 0)
+	if (cfg_load(path, c, &e) != 0 || cfg_check_trust(c, 0, &e) != 0)
 		return cli_fail(&e);
 	/* The templates run as shell on every node and the playbooks decide
 	 * what runs: their directories pass the trust-path check before

@@ -884,46 +884,49 @@ cfg_load(const char *path, struct dbpki_cluster *c, struct dbpki_err *e)
 /* One cfg_ssh's files; known_hosts may be missing (accept-new creates it,
  * and the connection reports a missing one with what to do). */
 static int
-trust_ssh(const struct cfg_ssh *s, const char *where, struct dbpki_err *e)
+trust_ssh(
+    const struct cfg_ssh *s, const char *where, int flags, struct dbpki_err *e)
 {
 	char what[CFG_NAME + 64];
 	int r;
 
 	snprintf(what, sizeof(what), "%s identity", where);
 	if (s->identity[0] != '\0' &&
-	    (r = util_trust_path(s->identity, what, 0, e)) != 0)
+	    (r = util_trust_path(s->identity, what, flags, e)) != 0)
 		return r;
 	snprintf(what, sizeof(what), "%s identity_passphrase_file", where);
 	if (s->identity_passphrase_file[0] != '\0' &&
-	    (r = util_trust_path(s->identity_passphrase_file, what, 0, e)) != 0)
+	    (r = util_trust_path(
+		 s->identity_passphrase_file, what, flags, e)) != 0)
 		return r;
 	snprintf(what, sizeof(what), "%s known_hosts", where);
-	if (s->known_hosts[0] != '\0' && (r = util_trust_path(s->known_hosts,
-					      what, UTIL_TP_MISSING, e)) != 0)
+	if (s->known_hosts[0] != '\0' &&
+	    (r = util_trust_path(
+		 s->known_hosts, what, flags | UTIL_TP_MISSING, e)) != 0)
 		return r;
 	return 0;
 }
 
 int
-cfg_check_trust(const struct dbpki_cluster *c, struct dbpki_err *e)
+cfg_check_trust(const struct dbpki_cluster *c, int flags, struct dbpki_err *e)
 {
 	char where[CFG_NAME + 16];
 	int i, r;
 
-	if ((r = util_trust_path(c->path, "inventory", 0, e)) != 0 ||
+	if ((r = util_trust_path(c->path, "inventory", flags, e)) != 0 ||
 	    (r = util_trust_path(c->state_dir, "[cluster] state_dir",
-		 UTIL_TP_DIR | UTIL_TP_MISSING, e)) != 0)
+		 flags | UTIL_TP_DIR | UTIL_TP_MISSING, e)) != 0)
 		return r;
 	if (c->ca_passphrase_file[0] != '\0' &&
 	    (r = util_trust_path(
-		 c->ca_passphrase_file, "[ca] passphrase_file", 0, e)) != 0)
+		 c->ca_passphrase_file, "[ca] passphrase_file", flags, e)) != 0)
 		return r;
-	if ((r = trust_ssh(&c->ssh, "[ssh]", e)) != 0)
+	if ((r = trust_ssh(&c->ssh, "[ssh]", flags, e)) != 0)
 		return r;
 	/* Per node: an override may name other files than [ssh]. */
 	for (i = 0; i < c->n_nodes; i++) {
 		snprintf(where, sizeof(where), "[node %s]", c->nodes[i].name);
-		if ((r = trust_ssh(&c->nodes[i].ssh, where, e)) != 0)
+		if ((r = trust_ssh(&c->nodes[i].ssh, where, flags, e)) != 0)
 			return r;
 	}
 	return 0;

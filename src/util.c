@@ -328,23 +328,27 @@ util_mkdirs(const char *path, mode_t mode, struct dbpki_err *e)
 static int
 trusted_owner(uid_t uid)
 {
-	struct passwd *pw;
+	struct passwd pwd, *pw = NULL;
+	char buf[1024];
 
 	if (uid == 0 || uid == geteuid())
 		return 1;
-	pw = getpwnam("dbpki");
-	return pw != NULL && pw->pw_uid == uid;
+	/* _r: templates are rendered (and checked) in the node threads. */
+	return getpwnam_r("dbpki", &pwd, buf, sizeof(buf), &pw) == 0 &&
+	       pw != NULL && pw->pw_uid == uid;
 }
 
 static const char *
-user_name(uid_t uid, char *buf, size_t bufsz)
+user_name(uid_t uid, char *out, size_t outsz)
 {
-	struct passwd *pw = getpwuid(uid);
+	struct passwd pwd, *pw = NULL;
+	char buf[1024];
 
-	if (pw != NULL && util_fmt(buf, bufsz, "%s", pw->pw_name) == 0)
-		return buf;
-	snprintf(buf, bufsz, "%u", (unsigned)uid);
-	return buf;
+	if (getpwuid_r(uid, &pwd, buf, sizeof(buf), &pw) == 0 && pw != NULL &&
+	    util_fmt(out, outsz, "%s", pw->pw_name) == 0)
+		return out;
+	snprintf(out, outsz, "%u", (unsigned)uid);
+	return out;
 }
 
 /* One component: p is what stat() saw; top is 1 for the input itself. */
@@ -393,9 +397,12 @@ trust_walk(const char *path, const char *what, const char *start, int flags,
 	if (util_fmt(dir, sizeof(dir), "%s", start) != 0)
 		return err_set(e, DBPKI_E_CONFIG, "%s: path too long", path);
 	for (;;) {
-		if ((literal ? lstat(dir, &st) : stat(dir, &st)) == -1)
+		if ((literal ? lstat(dir, &st) : stat(dir, &st)) == -1) {
+			if (errno == EACCES && (flags & UTIL_TP_UNSEEN_OK))
+				return 0;
 			return err_sys(
 			    e, "%s %s: cannot stat %s", what, path, dir);
+		}
 		if (!(literal && S_ISLNK(st.st_mode)) &&
 		    (r = trust_one(path, what, dir, &st, top, flags, e)) != 0)
 			return r;
@@ -427,6 +434,8 @@ util_trust_path(
 	/* A path not created yet (a fresh state_dir): its nearest existing
 	 * ancestor decides who could create it. */
 	while (realpath(cut, real) == NULL) {
+		if (errno == EACCES && (flags & UTIL_TP_UNSEEN_OK))
+			return 0;
 		if (errno != ENOENT || !(flags & UTIL_TP_MISSING))
 			return err_sys(e, "%s %s", what, path);
 		if ((slash = strrchr(cut, '/')) == NULL || slash == cut)

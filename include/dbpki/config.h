@@ -114,8 +114,10 @@ int cfg_load(const char *path, struct dbpki_cluster *c, struct dbpki_err *e);
  * identity_passphrase_file and known_hosts.  Every command that acts calls
  * it after cfg_load() (exit 2 on failure); `check` reports a failure as a
  * WARNING instead, so a store made before the check existed is flagged
- * with the command that fixes it. */
-int cfg_check_trust(const struct dbpki_cluster *c, struct dbpki_err *e);
+ * with the command that fixes it.  flags: 0, or UTIL_TP_UNSEEN_OK for a
+ * caller that may not see every file (check as the monitoring user). */
+int cfg_check_trust(
+    const struct dbpki_cluster *c, int flags, struct dbpki_err *e);
 
 /* Same as cfg_load() on an in-memory text; `name` is used in messages. */
 int cfg_load_string(const char *name, const char *text, struct dbpki_cluster *c,

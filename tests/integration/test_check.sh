@@ -134,6 +134,19 @@ for f in "$STATE/index.tsv" "$STATE/ca/dbca.crt" "$STATE"/issued/*.crt "$STATE"/
 done
 pass "check as an unprivileged member of the monitoring group: OK, textfile written; it reads certificates, index and journal, and no key (of $n) nor the SSH identity"
 
+# The SSH identity where the monitoring user may not even look (/root/.ssh
+# is 0700): not a WARNING, there is nothing for check to judge there.
+mkdir -m 700 "$LAB/rootonly"
+cp "$LAB/ssh/id_ed25519" "$LAB/rootonly/id"
+sed "s|^identity = .*|identity = $LAB/rootonly/id|" "$INI" >"$LAB/mon2.ini"
+chgrp "$MON" "$LAB/mon2.ini" && chmod 0640 "$LAB/mon2.ini"
+set +e
+as_mon "$DBPKI" check -c "$LAB/mon2.ini" >"$LAB/out" 2>&1
+RC=$?
+set -e
+[ "$RC" = 0 ] || fail "identity the monitoring user cannot see: exit $RC: $(cat "$LAB/out")"
+pass "an identity the monitoring user may not look at is not a WARNING"
+
 # A store dbpki creates now, in a state_dir made as the package makes it
 # (2750, the monitoring group): readable by the group with no chmod at all
 # (f841af3 made every directory 0700), keys still not.

@@ -472,7 +472,7 @@ expect_untrusted(const struct dbpki_cluster *c, const char *what,
 	char want[512];
 
 	err_clear(&e);
-	assert_int_equal(cfg_check_trust(c, &e), DBPKI_E_CONFIG);
+	assert_int_equal(cfg_check_trust(c, 0, &e), DBPKI_E_CONFIG);
 	snprintf(want, sizeof(want), "run: %s %s", fix, path);
 	if (strstr(e.msg, what) == NULL || strstr(e.msg, want) == NULL) {
 		print_error(
@@ -523,7 +523,7 @@ test_trust(void **state)
 	err_clear(&e);
 	assert_int_equal(cfg_load(inv, c, &e), 0);
 	/* state_dir does not exist yet: what would create it is checked */
-	assert_int_equal(cfg_check_trust(c, &e), 0);
+	assert_int_equal(cfg_check_trust(c, 0, &e), 0);
 
 	/* A directory above everything, writable by the group. */
 	assert_int_equal(chmod(sub, 0775), 0);
@@ -576,7 +576,7 @@ test_trust(void **state)
 	expect_untrusted(c, "[ca] passphrase_file", "chmod go-w", open_dir);
 	snprintf(
 	    c->ca_passphrase_file, sizeof(c->ca_passphrase_file), "%s", pass);
-	assert_int_equal(cfg_check_trust(c, &e), 0);
+	assert_int_equal(cfg_check_trust(c, 0, &e), 0);
 
 	/* Owned by another user (needs root to arrange). */
 	if (geteuid() == 0) {
@@ -587,7 +587,7 @@ test_trust(void **state)
 		expect_untrusted(c, "inventory", "chown root", sub);
 		assert_int_equal(chown(sub, 0, (gid_t)-1), 0);
 	}
-	assert_int_equal(cfg_check_trust(c, &e), 0);
+	assert_int_equal(cfg_check_trust(c, 0, &e), 0);
 
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
 	assert_int_equal(system(cmd), 0);
