@@ -113,11 +113,12 @@ node_conf() { # NODE: load its node.conf into the current shell
 }
 
 init_pid() { # NODE: host PID of the node's PID 1, if it is running and ours
-	local nd=$DIR/nodes/$1 pid
+	# (labinit, or setup.sh before it became labinit)
+	local nd=$DIR/nodes/$1 pid cmd
 	pid=$(cat "$nd/init.pid" 2>/dev/null || true)
 	[[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$nd/ctl/labinit" || return 1
-	echo "$pid"
+	cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	case $cmd in *"$nd/ctl/labinit "* | *"$nd/ctl/setup.sh "*) echo "$pid" ;; *) return 1 ;; esac
 }
 
 # ---------------------------------------------------------------- creation
@@ -494,7 +495,7 @@ cmd_ssh() {
 	shift
 	[ "${1:-}" = -- ] && shift
 	node_conf "$n"
-	admin_exec ssh -q -i "$DIR/ssh/id_ed25519" -o IdentitiesOnly=yes \
+	admin_exec ssh -o LogLevel=ERROR -i "$DIR/ssh/id_ed25519" -o IdentitiesOnly=yes \
 		-o UserKnownHostsFile="$DIR/ssh/known_hosts" -o GlobalKnownHostsFile=/dev/null \
 		-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 \
 		-l "$LOGIN" "$n.$DOMAIN" "$@"
