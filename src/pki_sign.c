@@ -26,12 +26,28 @@
 int
 pki_out_check(const char *path, int force, struct dbpki_err *e)
 {
-	char sp[PKI_SHOW_PATH + 8];
+	char sp[PKI_SHOW_PATH + 8], dir[CFG_PATH + 8], *slash;
 	struct stat st;
 
 	pki_show_path(path, sp);
-	if (path[0] == '\0')
-		return err_set(e, DBPKI_E_USAGE, "--out: give a file name");
+	if (path[0] == '\0' || path[strlen(path) - 1] == '/')
+		return err_set(e, DBPKI_E_USAGE,
+		    "--out %s: give a file name, not a directory", sp);
+	/* Its directory must take the file now: `sign` records the
+	 * certificate before writing it, and should not record one that
+	 * then has nowhere to go. */
+	if (util_fmt(dir, sizeof(dir), "%s", path) != 0)
+		return err_set(e, DBPKI_E_USAGE, "--out %s: too long", sp);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		util_fmt(dir, sizeof(dir), ".");
+	else
+		slash[slash == dir ? 1 : 0] = '\0';
+	if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode) ||
+	    access(dir, W_OK | X_OK) == -1)
+		return err_set(e, DBPKI_E_USAGE,
+		    "--out %s: its directory does not exist or is not "
+		    "writable; nothing done",
+		    sp);
 	if (lstat(path, &st) == -1)
 		return 0;
 	if (!force)

@@ -262,7 +262,9 @@ run sign "$O/srv.csr" --profile server --out "$O/srv.crt" --force
 [ "$rc" -eq 0 ] || fail "sign --force: exit $rc: $out"
 openssl x509 -in "$O/srv.crt" -noout 2>/dev/null || fail "sign --force wrote no certificate"
 [ "$(index_lines)" = $((n0 + 1)) ] || fail "sign --force did not record the certificate"
-pass "sign --out refuses an existing file (nothing recorded); --force replaces it"
+run sign "$O/srv.csr" --profile server --out "$O/no-such-dir/srv.crt"
+[ "$rc" -eq 2 ] && [ "$(index_lines)" = $((n0 + 1)) ] || fail "sign --out into a missing directory: exit $rc, recorded anyway? $out"
+pass "sign --out refuses an existing file and a missing directory (nothing recorded); --force replaces it"
 
 sign_refused() { # csr profile label text
 	local b
