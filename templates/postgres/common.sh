@@ -49,12 +49,26 @@ wait_ready() {
 	done
 }
 
-# Write stdin to $1 with mode $2: a reader sees the old file or the new one.
+# A name made from the clock, as dbpki makes them (util_stamp): UTC, then
+# the nanoseconds; fixed width, so sorting names sorts by time, and two
+# names made in one second differ.
+stamp() { date -u +%Y%m%dT%H%M%SZ-%N; }
+
+# Write stdin to $1 with mode $2: a reader sees the old file or the new one,
+# and so does the next boot after a crash.  mktemp: a fresh, unpredictable
+# name created exclusively in $1's directory (a planted symlink is never
+# followed); sync FILE fsyncs the file, then the directory its new name
+# is in; mv -T renames over $1 itself (a symlink there is replaced, not
+# followed; a directory there is an error, not a destination).
 atomic_write() {
-	tmp="$1.dbpki-tmp.$$"
-	cat >"$tmp"
-	chmod "$2" "$tmp"
-	mv -f "$tmp" "$1"
+	aw_dir=$(dirname -- "$1")
+	aw_tmp=$(mktemp "$aw_dir/.dbpki-tmp.XXXXXXXXXX") || die "cannot create a temporary file in $aw_dir"
+	if ! { cat >"$aw_tmp" && chmod "$2" "$aw_tmp" && sync -- "$aw_tmp"; }; then
+		rm -f -- "$aw_tmp"
+		die "cannot write $aw_tmp (for $1)"
+	fi
+	mv -f -T -- "$aw_tmp" "$1" || { rm -f -- "$aw_tmp"; die "cannot rename $aw_tmp to $1"; }
+	sync -- "$aw_dir" || die "cannot fsync $aw_dir"
 }
 
 # The libpq connection string this node uses to reach the primary.
@@ -92,6 +106,7 @@ write_service() {
 switch_current() {
 	ln -sfn "$1" "$CERT_DIR/.current.new"
 	mv -T "$CERT_DIR/.current.new" "$CERT_DIR/current"
+	sync -- "$CERT_DIR" || die "cannot fsync $CERT_DIR"
 	[ ! -f "$CERT_DIR/pg_service.conf" ] || write_service
 }
 
@@ -133,7 +148,7 @@ write_pg_conf() {
 	# wrote (a hand-built cluster): keep a copy of any not marked as ours.
 	for f in postgresql.dbpki.conf pg_hba.conf pg_ident.conf; do
 		if [ -f "$CERT_DIR/$f" ] && ! head -n 1 "$CERT_DIR/$f" | grep -qF "$MARK"; then
-			cp -p "$CERT_DIR/$f" "$CERT_DIR/$f.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
+			cp -p "$CERT_DIR/$f" "$CERT_DIR/$f.dbpki-old-$(stamp)"
 		fi
 	done
 	{
@@ -181,17 +196,16 @@ write_pg_conf() {
 	} | atomic_write "$CERT_DIR/pg_ident.conf" 600
 	conf="$PGDATA/postgresql.conf"
 	[ -f "$conf" ] || die "$conf is missing"
-	cp -p "$conf" "$conf.dbpki-tmp.$$"
-	{
+	new=$(
 		grep -v -F "$MARK" "$conf" || true
 		echo "include '$CERT_DIR/postgresql.dbpki.conf'   $MARK"
-	} >"$conf.dbpki-tmp.$$"
+	)
 	# The file is the user's: the first time dbpki changes it (say, on a
 	# cluster built by hand), the previous version stays beside it.
-	if ! cmp -s "$conf" "$conf.dbpki-tmp.$$"; then
-		cp -p "$conf" "$conf.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
+	if [ "$new" != "$(cat "$conf")" ]; then
+		cp -p "$conf" "$conf.dbpki-old-$(stamp)"
+		printf '%s\n' "$new" | atomic_write "$conf" "$(stat -c %a "$conf")"
 	fi
-	mv -f "$conf.dbpki-tmp.$$" "$conf"
 }
 
 # ALTER SYSTEM writes postgresql.auto.conf, which PostgreSQL reads after
@@ -202,7 +216,7 @@ DBPKI_KEYS='listen_addresses|port|unix_socket_directories|ssl|ssl_[a-z_]+|hba_fi
 neutralise_auto_conf() {
 	auto="$PGDATA/postgresql.auto.conf"
 	[ -f "$auto" ] && grep -Eq "^[[:space:]]*($DBPKI_KEYS)[[:space:]]*=" "$auto" || return 0
-	bak="$auto.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
+	bak="$auto.dbpki-old-$(stamp)"
 	cp -p "$auto" "$bak"
 	{ grep -Ev "^[[:space:]]*($DBPKI_KEYS)[[:space:]]*=" "$auto" || true; } | atomic_write "$auto" 600
 	say "$auto set $(grep -Eo "^[[:space:]]*($DBPKI_KEYS)[[:space:]]*=" "$bak" | tr -d ' =' | tr '\n' ' ')(ALTER SYSTEM), which would override dbpki's settings: removed there; the previous file is $bak"
@@ -220,10 +234,13 @@ pg_stop() {
 	fi
 }
 
-# Move a data directory aside, never delete it.
+# Move a data directory aside, never delete it.  -T: onto that new name
+# only, never into a directory of the same name.
 move_aside() {
-	aside="$PGDATA.dbpki-old-$(date -u +%Y%m%dT%H%M%SZ)"
-	mv "$PGDATA" "$aside"
+	aside="$PGDATA.dbpki-old-$(stamp)"
+	[ ! -e "$aside" ] || die "$aside already exists; not moving $PGDATA onto it"
+	mv -T -- "$PGDATA" "$aside"
+	sync -- "$(dirname -- "$PGDATA")" || die "cannot fsync the directory of $PGDATA"
 	say "moved the old data directory aside to $aside (not deleted)"
 }
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Issue 12, "Node output and node files": the node-side file functions of
+# templates/postgres/common.sh, rendered as the engine renders them and run
+# by sh (dash) locally; no node, no network.
+#  1. atomic_write never follows a symlink planted at its temporary name
+#     (f841af3 wrote "$1.dbpki-tmp.$$": predictable, followed).
+#  2. atomic_write fsyncs the new file and the directory (strace -y).
+#  3. certs.sh fsyncs the release directory and releases/ (the SFTP upload
+#     renamed files into it without), and cert_dir after switching current.
+#  4. move_aside twice in one second: two sibling directories whose names
+#     sort by time (f841af3 moved the second one *into* the first).
+# TPL_ROOT (default DBPKI_ROOT) is the tree whose templates are tested.
+set -euo pipefail
+root=${DBPKI_ROOT:?DBPKI_ROOT}
+build=${DBPKI_BUILD:?DBPKI_BUILD}
+tpl_root=${TPL_ROOT:-$root}
+render=$build/tools/tplrender
+[ -x "$render" ] || { echo "missing $render (make $render)"; exit 1; }
+work=$(mktemp -d /tmp/dbpki-nodefiles.XXXXXX)
+waiter=
+cleanup() {
+	[ -z "$waiter" ] || { kill "$waiter" 2>/dev/null; wait "$waiter" 2>/dev/null || true; }
+	rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+C=$work/certs
+mkdir -p "$C/releases/r1" "$work/pgdata"
+# Render common.sh + BODY (a file) into $work/script.sh.
+script() {
+	cat "$tpl_root/templates/postgres/common.sh" "$1" >"$work/tpl.sh"
+	"$render" "$work/tpl.sh" node db1 role primary cluster c1 host db1.test \
+		address 127.0.80.11 port 5432 pgdata "$work/pgdata" bindir /usr/bin \
+		cert_dir "$C" socket_dir "$work" allowed_networks 127.0.0.0/8 \
+		release_id r1 release_dir "$C/releases/r1" db_user postgres \
+		primary_host db1.test primary_address 127.0.80.11 primary_port 5432 \
+		replicas '' sentinel DBPKI-STEP-OK >"$work/script.sh" ||
+		fail "rendering common.sh failed"
+}
+
+# ---- 1. no symlink followed ---------------------------------------------------
+# The script shell's PID is known before it runs: a subshell waits on a
+# FIFO, then execs sh, keeping its PID.  Every name the old code could use
+# is planted as a symlink to a victim file.
+echo 'printf "new\n" | atomic_write "$CERT_DIR/pg_ident.conf" 600; echo "$SENTINEL"' >"$work/body1.sh"
+script "$work/body1.sh"
+echo original >"$work/victim"
+mkfifo "$work/go"
+(
+	read -r _ <"$work/go"
+	exec sh "$work/script.sh" >"$work/out1" 2>&1
+) &
+waiter=$!
+ln -s "$work/victim" "$C/pg_ident.conf.dbpki-tmp.$waiter"
+echo go >"$work/go"
+rc=0
+wait "$waiter" || rc=$?
+waiter=
+[ "$(cat "$work/victim")" = original ] || fail "atomic_write wrote through a planted symlink into $work/victim: $(cat "$work/victim")"
+[ "$rc" = 0 ] || { cat "$work/out1"; fail "atomic_write failed (exit $rc)"; }
+[ "$(cat "$C/pg_ident.conf")" = new ] && [ ! -L "$C/pg_ident.conf" ] || fail "pg_ident.conf not written"
+[ "$(stat -c %a "$C/pg_ident.conf")" = 600 ] || fail "pg_ident.conf mode $(stat -c %a "$C/pg_ident.conf")"
+[ -z "$(find "$C" -maxdepth 1 -name '.dbpki-tmp*')" ] || fail "a temporary file was left behind"
+pass "atomic_write leaves a symlink at the old temporary name alone"
+
+# ---- 2. fsync of file and directory ------------------------------------------
+strace -f -qq -y -e trace=fsync,fdatasync -o "$work/trace2" sh "$work/script.sh" >/dev/null 2>&1 ||
+	fail "atomic_write under strace failed"
+grep -Eq "fsync\([0-9]+<$C/\.dbpki-tmp\.[A-Za-z0-9]+>\) = 0" "$work/trace2" ||
+	{ cat "$work/trace2"; fail "atomic_write did not fsync the new file"; }
+grep -Eq "fsync\([0-9]+<$C>\) = 0" "$work/trace2" ||
+	{ cat "$work/trace2"; fail "atomic_write did not fsync $C"; }
+pass "atomic_write fsyncs the file and its directory"
+
+# ---- 3. certs.sh fsyncs the release directory --------------------------------
+for f in dbca.crt client.crt server.crt; do echo "$f" >"$C/releases/r1/$f"; done
+for f in client.key server.key; do (umask 077 && echo "$f" >"$C/releases/r1/$f"); done
+script "$tpl_root/templates/postgres/certs.sh"
+strace -f -qq -y -e trace=fsync,fdatasync -o "$work/trace3" sh "$work/script.sh" >"$work/out3" 2>&1 ||
+	{ cat "$work/out3"; fail "certs.sh failed"; }
+[ "$(readlink "$C/current")" = releases/r1 ] || fail "certs.sh did not switch current"
+for d in "$C/releases/r1" "$C/releases" "$C"; do
+	grep -Eq "fsync\([0-9]+<$d>\) = 0" "$work/trace3" || { cat "$work/trace3"; fail "certs.sh did not fsync $d"; }
+done
+pass "certs.sh fsyncs releases/<id>, releases/ and cert_dir (after the switch)"
+
+# ---- 4. move_aside twice in one second ---------------------------------------
+cat >"$work/body4.sh" <<'EOF'
+mkdir -p "$PGDATA" && echo 1 >"$PGDATA/which" && move_aside
+mkdir -p "$PGDATA" && echo 2 >"$PGDATA/which" && move_aside
+echo "$SENTINEL"
+EOF
+script "$work/body4.sh"
+rm -rf "$work/pgdata"
+sh "$work/script.sh" >"$work/out4" 2>&1 || { cat "$work/out4"; fail "move_aside failed"; }
+mapfile -t asides < <(cd "$work" && ls -d pgdata.dbpki-old-* | LC_ALL=C sort)
+[ "${#asides[@]}" = 2 ] || fail "two move_aside calls left ${#asides[@]} sibling(s): ${asides[*]} ($(find "$work" -name which))"
+[ "$(cat "$work/${asides[0]}/which")" = 1 ] && [ "$(cat "$work/${asides[1]}/which")" = 2 ] ||
+	fail "the names do not sort in the order the directories were moved: ${asides[*]}"
+pass "move_aside twice: ${asides[*]}"
