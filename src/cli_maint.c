@@ -92,8 +92,11 @@ static const char check_usage[] =
     "UNKNOWN.\n"
     "  --warn/--crit: a duration (30d, 12h) or a number of days.  "
     "--prometheus\n"
-    "  writes a node_exporter textfile atomically.  Reads only.  See\n"
-    "  docs/monitoring.md.\n";
+    "  writes a node_exporter textfile NAME.prom atomically, into an "
+    "existing\n"
+    "  directory, never through a symlink.  Reads only; needs no root "
+    "(a member\n"
+    "  of the dbpki-monitor group will do).  See docs/monitoring.md.\n";
 
 /* A duration ("30d") or a plain number of days ("30"). */
 static int

@@ -910,13 +910,24 @@ trust_ssh(
 int
 cfg_check_trust(const struct dbpki_cluster *c, int flags, struct dbpki_err *e)
 {
-	char where[CFG_NAME + 16];
+	char where[CFG_NAME + 16], p[CFG_PATH + 16];
 	int i, r;
 
 	if ((r = util_trust_path(c->path, "inventory", flags, e)) != 0 ||
 	    (r = util_trust_path(c->state_dir, "[cluster] state_dir",
 		 flags | UTIL_TP_DIR | UTIL_TP_MISSING, e)) != 0)
 		return r;
+	/* Inside the store: whoever can write ca/ or keys/ can swap the CA
+	 * key or a node's key (issued/ holds what is shipped). */
+	for (i = 0; i < 3; i++) {
+		static const char *const sub[] = {"ca", "keys", "issued"};
+
+		if (util_fmt(p, sizeof(p), "%s/%s", c->state_dir, sub[i]) != 0)
+			return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+		if ((r = util_trust_path(p, "[cluster] state_dir",
+			 flags | UTIL_TP_DIR | UTIL_TP_MISSING, e)) != 0)
+			return r;
+	}
 	if (c->ca_passphrase_file[0] != '\0' &&
 	    (r = util_trust_path(
 		 c->ca_passphrase_file, "[ca] passphrase_file", flags, e)) != 0)

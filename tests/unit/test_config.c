@@ -563,6 +563,18 @@ test_trust(void **state)
 	snprintf(c->state_dir, sizeof(c->state_dir), "%s/state", open_dir);
 	expect_untrusted(c, "[cluster] state_dir", "chmod go-w", open_dir);
 
+	/* Inside the store: ca/ (the CA key) writable by the group. */
+	snprintf(open_dir, sizeof(open_dir), "%s/state", sub);
+	assert_int_equal(mkdir(open_dir, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "%s/state/ca", sub);
+	assert_int_equal(mkdir(cmd, 0700), 0);
+	assert_int_equal(chmod(cmd, 0770), 0);
+	snprintf(c->state_dir, sizeof(c->state_dir), "%s", open_dir);
+	expect_untrusted(c, "[cluster] state_dir", "chmod go-w", cmd);
+	assert_int_equal(chmod(cmd, 0700), 0);
+	assert_int_equal(cfg_check_trust(c, 0, &e), 0);
+	snprintf(open_dir, sizeof(open_dir), "%s/open", sub);
+
 	/* A symlink on the way to a world-writable directory: the real path
 	 * is walked too. */
 	snprintf(c->state_dir, sizeof(c->state_dir), "%s/state", sub);
