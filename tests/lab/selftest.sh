@@ -18,8 +18,8 @@
 #     refused (and on r1, no systemd, the same command works);
 # then "reboot all" (nothing but the nodes' own boot sequence runs) and
 # every check again, plus /run and /tmp empty of what was left there.
-# Before and after: the host's pg_lsclusters and the root namespace's
-# addresses, routes and mount points; the suite fails if they differ, or if a lab
+# Before and after: the host's pg_lsclusters and /etc/postgresql, and the
+# root namespace's addresses, routes and mount points; the suite fails if they differ, or if a lab
 # namespace or mount is left.
 #
 #   tests/lab/selftest.sh            (exit 0 = every check passed)
@@ -43,6 +43,8 @@ pass() { echo "ok: $*"; }
 host_state() {
 	echo "## pg_lsclusters"
 	pg_lsclusters 2>&1 || true
+	echo "## the host's own cluster configuration"
+	find /etc/postgresql /etc/postgresql-common -printf '%p %m %u %s %T@\n' 2>&1 | sort
 	echo "## ip addr"
 	ip -o addr show | sed -E 's/ (valid|preferred)_lft [^ ]+//g'
 	echo "## ip route"
@@ -72,7 +74,7 @@ cleanup() {
 		diff <(cat "$SNAP") <(echo "$after") >&2 || true
 		rc=1
 	else
-		echo "ok: host pg_lsclusters, addresses, routes and mount points as before"
+		echo "ok: host pg_lsclusters, /etc/postgresql, addresses, routes and mount points as before"
 	fi
 	if [ -n "$id" ] && ip netns list | grep -q "^netlab-$id-"; then
 		echo "FAIL: namespaces of lab $id left: $(ip netns list | grep "^netlab-$id-" | tr '\n' ' ')" >&2
