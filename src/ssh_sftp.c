@@ -5,6 +5,10 @@
  * final step is: SFTP rename (atomic, works when the name is new), and if
  * that fails, an exec'd `mv -f -T` of two validated, single-quoted paths in
  * the same directory, which is rename(2): atomic replacement.
+ *
+ * The file is fsynced before its rename; the directory is not, here: that
+ * would cost a round trip per file.  The step's node script, which runs
+ * anyway, fsyncs the release directory (templates/postgres/certs.sh).
  */
 #include "ssh_int.h"
 
@@ -251,7 +255,8 @@ replace(struct ssh_conn *c, const char *tmp, const char *path, int64_t deadline,
     const char *what, struct dbpki_err *e)
 {
 	struct ssh_result res;
-	char script[2 * CFG_PATH + 64];
+	char script[4 * (2 * CFG_PATH + 64)], qtmp[4 * (CFG_PATH + 64)],
+	    qpath[4 * CFG_PATH];
 	int64_t left;
 	int rc, r;
 
@@ -265,11 +270,13 @@ replace(struct ssh_conn *c, const char *tmp, const char *path, int64_t deadline,
 		return 0;
 	if (rc != LIBSSH2_ERROR_SFTP_PROTOCOL)
 		return sftp_fail(c, e, "cannot rename", tmp);
-	/* Both paths passed util_valid_abspath(): no quote can occur. */
-	if (util_fmt(script, sizeof(script),
-		"mv -f -T -- '%s' '%s' && "
-		"echo " MV_SENTINEL "\n",
-		tmp, path) != 0)
+	/* Both paths passed util_valid_abspath(), and are quoted anyway, by
+	 * the one function every remote command uses. */
+	if (util_shell_quote(tmp, qtmp, sizeof(qtmp)) >= sizeof(qtmp) ||
+	    util_shell_quote(path, qpath, sizeof(qpath)) >= sizeof(qpath) ||
+	    util_fmt(script, sizeof(script),
+		"mv -f -T -- %s %s && echo " MV_SENTINEL "\n", qtmp,
+		qpath) != 0)
 		return err_set(
 		    e, DBPKI_E_CONFIG, "%s: path too long", c->where);
 	left = (deadline - util_mono_ms()) / 1000;

@@ -201,22 +201,20 @@ tbuf_add(struct tbuf *b, const char *s, size_t n)
 	return 0;
 }
 
+/* util_shell_quote: the same quoting as every other remote command. */
 static int
 tbuf_quote(struct tbuf *b, const char *s)
 {
-	const char *q;
+	size_t need = util_shell_quote(s, NULL, 0);
+	char *q;
+	int r;
 
-	if (tbuf_add(b, "'", 1) != 0)
+	if ((q = malloc(need + 1)) == NULL)
 		return -1;
-	while ((q = strchr(s, '\'')) != NULL) {
-		if (tbuf_add(b, s, (size_t)(q - s)) != 0 ||
-		    tbuf_add(b, "'\\''", 4) != 0)
-			return -1;
-		s = q + 1;
-	}
-	if (tbuf_add(b, s, strlen(s)) != 0 || tbuf_add(b, "'", 1) != 0)
-		return -1;
-	return 0;
+	util_shell_quote(s, q, need + 1);
+	r = tbuf_add(b, q, need);
+	free(q);
+	return r;
 }
 
 int

@@ -630,6 +630,34 @@ util_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+size_t
+util_shell_quote(const char *s, char *out, size_t outsz)
+{
+	size_t n = 0;
+
+	/* snprintf's contract: count everything, write what fits. */
+#define PUT(c)                                                                 \
+	do {                                                                   \
+		if (n + 1 < outsz)                                             \
+			out[n] = (c);                                          \
+		n++;                                                           \
+	} while (0)
+	PUT('\'');
+	for (; *s != '\0'; s++) {
+		if (*s == '\'') {
+			PUT('\'');
+			PUT('\\');
+			PUT('\'');
+		}
+		PUT(*s);
+	}
+	PUT('\'');
+#undef PUT
+	if (outsz > 0)
+		out[n < outsz ? n : outsz - 1] = '\0';
+	return n;
+}
+
 void
 util_stamp(char out[UTIL_STAMP_LEN])
 {

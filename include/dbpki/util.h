@@ -102,6 +102,12 @@ int64_t util_mono_ms(void);
 /* Format a UTC time as ISO 8601 ("2026-11-22T20:00:00Z"). */
 void util_iso8601(int64_t t, char out[32]);
 
+/* s as one single-quoted POSIX shell word (it's -> 'it'\''s'), the one
+ * quoting of every remote command: template slots and ssh_sftp's mv.
+ * snprintf's contract: returns the length the word needs; out holds it
+ * (NUL-terminated) only when that is below outsz. */
+size_t util_shell_quote(const char *s, char *out, size_t outsz);
+
 /* A name made from the clock ("20261122T205010Z-123456789"): UTC, then
  * the nanoseconds, fixed width, so that sorting names sorts by time (and
  * after a pre-0.2 name of the same second, which is its prefix); strictly

@@ -170,6 +170,95 @@ test_write_atomic(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* Issue 12: the one shell quoting of every remote command.  Each value
+ * goes through /bin/sh and must come back byte for byte. */
+static void
+test_shell_quote(void **state)
+{
+	static const char *const vals[] = {"", "plain", "it's", "'", "''",
+	    "a'; touch /nonexistent/x; echo '", "$(id) `id` $HOME \\ \"q\"",
+	    "/var/lib/dbpki/releases/20261122T205010Z-123456789/x"};
+	char q[256], cmd[320], got[256];
+	size_t i, n;
+	FILE *p;
+
+	(void)state;
+
+	for (i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		n = util_shell_quote(vals[i], q, sizeof(q));
+		assert_true(n < sizeof(q));
+		assert_int_equal(strlen(q), n);
+		snprintf(cmd, sizeof(cmd), "printf '%%s' %s", q);
+		assert_non_null(p = popen(cmd, "r"));
+		n = fread(got, 1, sizeof(got) - 1, p);
+		got[n] = '\0';
+		assert_int_equal(pclose(p), 0);
+		assert_string_equal(got, vals[i]);
+	}
+	/* snprintf's contract: the length needed, a truncated NUL-ended
+	 * prefix when out is short, nothing written when outsz is 0. */
+	assert_int_equal(util_shell_quote("it's", NULL, 0), 9);
+	assert_int_equal(util_shell_quote("it's", q, 4), 9);
+	assert_string_equal(q, "'it");
+}
+
+/* Issue 12: names made from the clock differ within one second and sort
+ * like time. */
+static void
+test_stamp(void **state)
+{
+	char a[UTIL_STAMP_LEN], b[UTIL_STAMP_LEN];
+	int i;
+
+	(void)state;
+
+	util_stamp(a);
+	/* "20261122T205010Z-123456789" */
+	assert_int_equal(strlen(a), 26);
+	assert_int_equal(strspn(a, "0123456789TZ-"), 26);
+	assert_int_equal(a[8], 'T');
+	assert_int_equal(a[15], 'Z');
+	assert_int_equal(a[16], '-');
+	for (i = 0; i < 1000; i++) {
+		util_stamp(b);
+		assert_int_equal(strlen(b), 26);
+		assert_true(strcmp(a, b) < 0);
+		memcpy(a, b, sizeof(a));
+	}
+}
+
+/* Issue 12: util_write_new creates, never replaces (the CA's files). */
+static void
+test_write_new(void **state)
+{
+	char dir[] = "/tmp/dbpki-test-new-XXXXXX", path[64], *back = NULL;
+	struct dbpki_err e;
+	struct stat st;
+	size_t len;
+
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	assert_int_equal(util_write_new(path, "one", 3, 0600, &e), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(
+	    util_write_new(path, "two", 3, 0600, &e), DBPKI_E_EXISTS);
+	assert_non_null(strstr(e.msg, "already exists"));
+	assert_int_equal(util_read_file(path, 100, 0, &back, &len, &e), 0);
+	assert_string_equal(back, "one");
+	free(back);
+	/* a dangling symlink is an existing name too, and is not followed */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink("/nonexistent/dbpki-target", path), 0);
+	assert_int_equal(
+	    util_write_new(path, "two", 3, 0600, &e), DBPKI_E_EXISTS);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(count_entries(dir), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -177,6 +266,9 @@ main(void)
 	    cmocka_unit_test(test_durations),
 	    cmocka_unit_test(test_validators),
 	    cmocka_unit_test(test_write_atomic),
+	    cmocka_unit_test(test_shell_quote),
+	    cmocka_unit_test(test_stamp),
+	    cmocka_unit_test(test_write_new),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
