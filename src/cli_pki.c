@@ -33,8 +33,11 @@ static const char usage_ca[] =
     "file (no symlink on the way), not writable by group or others, at\n"
     "most 1 MiB; every certificate X.509 v3, valid now, a CA with\n"
     "keyCertSign, RSA >= 3072 or EC >= 256 bits, signed with SHA-256/384/512\n"
-    "by the next one, the last self-signed.  A refusal names the rule\n"
-    "(exit 2); the previous trust is backed up to state_dir/ca/backup/.\n"
+    "by the next one, the last self-signed, no pathLenConstraint broken,\n"
+    "and the chain as OpenSSL verifies it; PEM blocks only (text only\n"
+    "before the first).  A refusal names the rule (exit 2); the previous\n"
+    "trust is backed up to state_dir/ca/backup/.  Without dbca, import\n"
+    "makes the store and no CA key (an import-only store).\n"
     "\n"
     "export writes the dbca certificate to PATH (absolute, must not exist,\n"
     "in a directory that is no symlink and not writable by group/others).\n"
@@ -45,8 +48,8 @@ static const char usage_ca[] =
     "verified; one that needs the previous one refuses (exit 2).  Without\n"
     "--stage: every stage not done yet.  See docs/ca-rollover.md.\n"
     "\n"
-    "Exit 4 when there is no dbca yet (run: dbpki ca init -c INVENTORY).\n"
-    "See docs/corporate-ca.md.\n";
+    "Exit 4 when export or rollover find no dbca (run: dbpki ca init -c\n"
+    "INVENTORY).  See docs/corporate-ca.md.\n";
 
 static const char usage_issue[] =
     "usage: dbpki issue -c INVENTORY [--force]\n"

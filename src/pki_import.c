@@ -610,6 +610,25 @@ check_one(STACK_OF(X509) * sk, int i, int64_t now, const char *what,
 	return rule_signature(sk, i, what, lbl, e);
 }
 
+/* Last, the chain as a TLS peer will check it (OpenSSL's verification,
+ * the root as the anchor): whatever else a peer enforces and the rules
+ * above do not name, such as an unknown critical extension or a name
+ * constraint, is found now and not at the first handshake. */
+static int
+rule_chain(
+    STACK_OF(X509) * sk, int64_t now, const char *what, struct dbpki_err *e)
+{
+	struct dbpki_err why;
+
+	err_clear(&why);
+	if (pki_verify(sk_X509_value(sk, 0), sk, PKI_PURPOSE_ANY, NULL, now,
+		&why) == 0)
+		return 0;
+	return pki_refuse(e, DBPKI_E_CONFIG, what, "chain",
+	    "OpenSSL does not accept it as TLS peers would check it: %s",
+	    why.msg);
+}
+
 int
 pki_import_check_pem(const void *buf, size_t len, const char *what, int64_t now,
     STACK_OF(X509) * *out, struct dbpki_err *e)
@@ -623,6 +642,8 @@ pki_import_check_pem(const void *buf, size_t len, const char *what, int64_t now,
 	r = pki_pem_certs(buf, len, what, sk, e);
 	for (i = 0; r == 0 && i < sk_X509_num(sk); i++)
 		r = check_one(sk, i, now, what, e);
+	if (r == 0)
+		r = rule_chain(sk, now, what, e);
 	if (r != 0) {
 		sk_X509_pop_free(sk, X509_free);
 		return r;

@@ -4,7 +4,8 @@
 # --out, csr --out, verify, inspect) under the rules, each made with the
 # openssl CLI to break exactly one of them:
 #   - ca import: a chain that breaks a pathLenConstraint (the root's, or an
-#     intermediate's); text after / between PEM blocks, after an END line,
+#     intermediate's) or that OpenSSL refuses otherwise (an unknown critical
+#     extension); text after / between PEM blocks, after an END line,
 #     a NUL byte (refused, the text quoted); text before the first block
 #     still accepted;
 #   - ca import on a store without dbca: the store is made, no CA key; csr,
@@ -76,6 +77,12 @@ basicConstraints = critical,CA:TRUE,pathlen:0
 keyUsage = critical,keyCertSign,cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
+[v3_ca_crit]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+1.3.6.1.4.1.99999.1 = critical,ASN1:UTF8String:unknown to every TLS library
 [v3_ca_p1]
 basicConstraints = critical,CA:TRUE,pathlen:1
 keyUsage = critical,keyCertSign,cRLSign
@@ -117,6 +124,7 @@ mkca root1 - v3_ca_p1   # pathlen:1
 mkca mid1 root1 v3_ca_p0
 mkca low1 mid1 v3_ca    # breaks mid1's pathlen:0 (and root1's: 2 CAs below it)
 mkca corp - v3_ca       # a good corporate root, no constraint
+mkca crit corp v3_ca_crit # an unknown critical extension
 mkca issuing corp v3_ca_p0
 chmod 644 "$G"/*.pem
 
@@ -147,6 +155,10 @@ if openssl verify -CAfile "$G/root1.pem" -untrusted <(cat "$G/mid1.pem" "$G/low1
 	"$G/leafca.pem" >/dev/null 2>&1; then
 	fail "openssl accepts the chain that breaks pathlen (the test's premise)"
 fi
+
+# what else a TLS peer refuses: an unknown critical extension
+cat "$G/crit.pem" "$G/corp.pem" >"$G/crit-chain.pem"
+refused chain "$G/crit-chain.pem" "a CA with an unknown critical extension" "unhandled critical extension"
 
 # text where none belongs
 { cat "$G/corp.pem"; echo "garbage after the block"; } >"$G/t1.pem"

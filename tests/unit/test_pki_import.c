@@ -471,6 +471,34 @@ test_path_length(void **state)
 	X509_free(low1);
 }
 
+/* Whatever else OpenSSL refuses in a chain (here an unknown critical
+ * extension) is refused at import, not at the first handshake. */
+static void
+test_chain_verifies(void **state)
+{
+	struct mk r = {.cn = "Corp Root"};
+	X509 *root = mk_cert(&r, k_ec256), *mid;
+	struct mk m = {.cn = "Crit", .issuer = root, .issuer_key = k_ec256};
+	X509_EXTENSION *ex;
+	X509V3_CTX ctx;
+	char *pem;
+
+	(void)state;
+	mid = mk_cert(&m, k_ec256b);
+	X509V3_set_ctx(&ctx, root, mid, NULL, NULL, 0);
+	ex = X509V3_EXT_conf(NULL, &ctx, "1.3.6.1.4.1.99999.1",
+	    "critical,ASN1:UTF8String:unknown");
+	assert_non_null(ex);
+	assert_int_equal(X509_add_ext(mid, ex, -1), 1);
+	X509_EXTENSION_free(ex);
+	assert_true(X509_sign(mid, k_ec256, EVP_sha256()) > 0);
+	pem = pem_of(mid, root, NULL);
+	refused(pem, "chain");
+	free(pem);
+	X509_free(mid);
+	X509_free(root);
+}
+
 /* pem with text inserted at offset `at` must be refused under "PEM",
  * quoting `quoted`. */
 static void
@@ -728,6 +756,7 @@ main(void)
 	    cmocka_unit_test(test_not_pem),
 	    cmocka_unit_test(test_path_length),
 	    cmocka_unit_test(test_pem_text),
+	    cmocka_unit_test(test_chain_verifies),
 	    cmocka_unit_test(test_signed_leaf),
 	    cmocka_unit_test(test_verify_host_purpose),
 	    cmocka_unit_test(test_nul_names),
