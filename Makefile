@@ -62,7 +62,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 # make fuzz: each target this long; make check runs them for 20 s each.
 FUZZ_SECONDS ?= 300
 # What `make deb` and the packaging tests need on top of tests/lab/deps.sh.
-DEB_TOOLS := dpkg-dev debhelper fakeroot lintian mandoc man-db
+DEB_TOOLS := build-essential dpkg-dev debhelper fakeroot lintian mandoc man-db
 # Data installed under DATADIR: the playbooks and the node-side templates of
 # each platform (not systemd/, packaging/, completion/: those install elsewhere).
 PLATFORM_TEMPLATES = $(filter-out systemd packaging completion,$(notdir $(patsubst %/,%,$(wildcard templates/*/))))

@@ -102,6 +102,7 @@ for p in $(cat "$LOGS/purge.list"); do
 		fail "purging deps.sh's packages would remove the Essential package $p"
 done
 logged purge apt-get purge -y -q $(cat "$LOGS/purge.list")
+step "autoremove"
 logged autoremove apt-get autoremove --purge -y -q
 rm -rf "$F/etc/postgresql" "$F/etc/postgresql-common" "$F/var/lib/postgresql" \
 	"$F/var/log/postgresql" "$F/usr/sbin/policy-rc.d"
@@ -172,4 +173,22 @@ in_root sh -c 'man -w dbpki-inventory' | grep -q '/usr/share/man/man5/dbpki-inve
 grep -q '^ExecStart=/usr/bin/dbpki ' "$F/lib/systemd/system/dbpki-renew@.service" ||
 	fail "the packaged renew unit does not run /usr/bin/dbpki"
 pass "the .deb installs: users and groups, --version $want, plan, man pages, units"
+
+# 5. deps.sh when apt fails: its policy-rc.d is gone all the same, and one
+# that was there before (Docker's) is left as it was.
+step "deps.sh failing"
+if in_root env DBPKI_EXTRA_PKGS=dbpki-no-such-package bash /root/dbpki/tests/lab/deps.sh \
+	>"$LOGS/deps-fail.log" 2>&1; then
+	fail "deps.sh succeeded with a package that does not exist"
+fi
+grep -q 'deps: installing dbpki-no-such-package' "$LOGS/deps-fail.log" ||
+	{ cat "$LOGS/deps-fail.log"; fail "deps.sh did not try to install the missing package"; }
+[ ! -e "$F/usr/sbin/policy-rc.d" ] || fail "a failed deps.sh left /usr/sbin/policy-rc.d behind"
+printf '#!/bin/sh\n# the admin'"'"'s own\nexit 101\n' >"$F/usr/sbin/policy-rc.d"
+cp "$F/usr/sbin/policy-rc.d" "$T/policy.before"
+in_root env DBPKI_EXTRA_PKGS=dbpki-no-such-package bash /root/dbpki/tests/lab/deps.sh \
+	>"$LOGS/deps-fail2.log" 2>&1 && fail "deps.sh succeeded with a package that does not exist"
+cmp -s "$T/policy.before" "$F/usr/sbin/policy-rc.d" ||
+	fail "deps.sh removed or changed a policy-rc.d that was not its own"
+pass "deps.sh removes its own policy-rc.d on failure and keeps one it did not write"
 step "done"
