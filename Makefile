@@ -63,6 +63,8 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 300
 # What `make deb` and the packaging tests need on top of tests/lab/deps.sh.
 DEB_TOOLS := build-essential dpkg-dev debhelper fakeroot lintian mandoc man-db
+# ... and what the install test needs besides (zsh -n checks the completion).
+TEST_TOOLS := zsh
 # Data installed under DATADIR: the playbooks and the node-side templates of
 # each platform (not systemd/, packaging/, completion/: those install elsewhere).
 PLATFORM_TEMPLATES = $(filter-out systemd packaging completion,$(notdir $(patsubst %/,%,$(wildcard templates/*/))))
@@ -121,7 +123,8 @@ fuzz: deps
 deps:
 	@DBPKI_EXTRA_PKGS="$(DEPS_EXTRA) $(DBPKI_EXTRA_PKGS)" tests/lab/deps.sh
 
-check-build deb: DEPS_EXTRA = $(DEB_TOOLS)
+check-build: DEPS_EXTRA = $(DEB_TOOLS) $(TEST_TOOLS)
+deb: DEPS_EXTRA = $(DEB_TOOLS)
 
 # The first stage of `make check`: packages, then every binary it runs.
 check-build: deps

@@ -87,8 +87,9 @@ rm -f "$F/usr/sbin/policy-rc.d"
 # While purging: no maintainer script may start or stop a service.
 printf '#!/bin/sh\nexit 101\n' >"$F/usr/sbin/policy-rc.d"
 chmod 0755 "$F/usr/sbin/policy-rc.d"
-extra=$(sed -n 's/^DEB_TOOLS := //p' "$R/Makefile")
-[ -n "$extra" ] || fail "no DEB_TOOLS line in the Makefile"
+extra=$(sed -n 's/^\(DEB\|TEST\)_TOOLS := //p' "$R/Makefile")
+[ "$(echo "$extra" | wc -l)" = 2 ] || fail "no DEB_TOOLS and TEST_TOOLS lines in the Makefile"
+extra=$(echo $extra)
 mapfile -t pkgs < <(DBPKI_EXTRA_PKGS="$extra" bash "$R/tests/lab/deps.sh" --list)
 [ "${#pkgs[@]}" -ge 18 ] || fail "deps.sh --list gave only: ${pkgs[*]}"
 # With everything installed that depends on them (openssl takes

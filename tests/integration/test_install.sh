@@ -61,7 +61,7 @@ if [ ! -e /usr/share/dbpki ]; then
 	if (cd / && env -i "$BIN" plan -c "$T/cluster.ini" bootstrap) >"$T/plan2.out" 2>&1; then
 		fail "plan worked without any playbooks"
 	fi
-	grep -q "cannot find dbpki's playbooks" "$T/plan2.out" ||
+	grep -q "cannot find dbpki's \(playbooks\|templates\): .*share/dbpki" "$T/plan2.out" ||
 		{ cat "$T/plan2.out"; fail "no clear message without the data"; }
 	mv "$T/moved" "$D/usr/share/dbpki"
 	pass "without share/dbpki: $(head -1 "$T/plan2.out" | cut -c1-80)..."
@@ -165,9 +165,8 @@ out=$(bash -c '. "$1"; COMP_WORDS=(dbpki iss); COMP_CWORD=1; _dbpki; echo "${COM
 [ "$out" = "issue issue-client" ] || fail "bash completion of 'dbpki iss' gave '$out'"
 out=$(bash -c '. "$1"; COMP_WORDS=(dbpki renew --f); COMP_CWORD=2; _dbpki; echo "${COMPREPLY[*]}"' _ "$BC")
 [ "$out" = "--force" ] || fail "bash completion of 'dbpki renew --f' gave '$out'"
-if command -v zsh >/dev/null; then
-	zsh -n "$ZC" || fail "zsh -n $ZC"
-fi
+command -v zsh >/dev/null || fail "zsh is missing; make check-build installs it"
+zsh -n "$ZC" || fail "zsh -n $ZC"
 pass "completion installed and working"
 
 # 7. Units: in UNITDIR (/lib/systemd/system for PREFIX=/usr), real paths.
