@@ -76,7 +76,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,25p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,26p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
