@@ -107,30 +107,8 @@ ship_release(struct engine_run *r, struct engine_node *en, struct dbpki_err *e)
 static void
 output_tail(const struct ssh_result *res, char *out, size_t outsz)
 {
-	const char *s = res->out ? res->out : "";
-	size_t len = res->out_len, start = len, cost = 0;
-	int lines = 0;
-	size_t i;
-
-	/* Back from the end while the escaped text still fits: a byte that
-	 * log_sanitize() writes as \xNN takes four, and the last line is the
-	 * one that matters most. */
-	while (start > 0) {
-		unsigned char c = (unsigned char)s[start - 1];
-		size_t w =
-		    (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\t' ? 1 : 4;
-
-		if (cost + w >= outsz || c == '\0')
-			break;
-		cost += w;
-		start--;
-	}
-	for (i = len; i > start; i--)
-		if (s[i - 1] == '\n' && i != len && ++lines == 8) {
-			start = i;
-			break;
-		}
-	log_sanitize(out, outsz, s + start, len - start, 1);
+	log_sanitize_tail(
+	    out, outsz, res->out ? res->out : "", res->out_len, 1, 8);
 }
 
 int
@@ -213,6 +191,16 @@ output_downtime(const struct ssh_result *sr, struct engine_result *res)
 	}
 }
 
+int
+engine_signal_error(const char *signal, struct dbpki_err *e)
+{
+	char name[64];
+
+	/* The name is the node's word (SSH exit-signal), not a known list. */
+	log_sanitize(name, sizeof(name), signal, 32, 0);
+	return err_set(e, DBPKI_E_REMOTE, "killed by signal %s", name);
+}
+
 static int
 run_action(struct engine_run *r, struct engine_node *en, const char *action,
     struct engine_result *res, struct dbpki_err *e)
@@ -233,8 +221,7 @@ run_action(struct engine_run *r, struct engine_node *en, const char *action,
 	output_downtime(&sr, res);
 	if (rc == 0 && !ssh_result_ok(&sr, ENGINE_SENTINEL)) {
 		if (sr.signal != NULL)
-			rc = err_set(e, DBPKI_E_REMOTE,
-			    "killed by signal %.32s", sr.signal);
+			rc = engine_signal_error(sr.signal, e);
 		else if (sr.exit_status != 0)
 			rc = err_set(e, DBPKI_E_REMOTE, "exit status %d",
 			    sr.exit_status);

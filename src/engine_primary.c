@@ -151,10 +151,10 @@ probe_parse(const char *out, struct probe_node *p, struct dbpki_err *e)
 	}
 	return 0;
 bad:
+	log_sanitize(raw, sizeof(raw), w, 40, 0); /* the node's bytes */
 	return err_set(e, DBPKI_E_REMOTE,
-	    "node %s: the probe printed a malformed %s line (near "
-	    "\"%.40s\")",
-	    p->n->name, PROBE_MARK, w);
+	    "node %s: the probe printed a malformed %s line (near \"%s\")",
+	    p->n->name, PROBE_MARK, raw);
 }
 
 /* ---- what each node claims ---------------------------------------------- */
@@ -493,7 +493,6 @@ probe_one(int i, void *arg)
 	struct ssh_result sr = {0};
 	struct dbpki_err e;
 	char *script = NULL, tail[300];
-	size_t len;
 
 	if (!p->probed)
 		return;
@@ -503,9 +502,8 @@ probe_one(int i, void *arg)
 	    ssh_exec_script(conn, script, 0, &sr, &e) != 0)
 		goto fail;
 	if (!ssh_result_ok(&sr, ENGINE_SENTINEL)) {
-		len = sr.out_len > 280 ? 280 : sr.out_len;
-		log_sanitize(tail, sizeof(tail),
-		    sr.out ? sr.out + sr.out_len - len : "", len, 0);
+		log_sanitize_tail(
+		    tail, sizeof(tail), sr.out ? sr.out : "", sr.out_len, 0, 0);
 		err_set(&e, DBPKI_E_REMOTE,
 		    "node %s: the probe failed (exit %d): %s", p->n->name,
 		    sr.exit_status, tail);

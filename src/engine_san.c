@@ -191,8 +191,9 @@ libpq_ask(const struct cfg_node *n, struct ssh_conn *conn, char *line,
 	}
 	m += strlen(LIBPQ_MARK);
 	end = strchr(m, '\n');
-	util_fmt(line, linesz, "%.*s",
-	    (int)(end != NULL ? end - m : (ptrdiff_t)strlen(m)), m);
+	/* The node's words: shown in status as they are, escaped. */
+	log_sanitize(
+	    line, linesz, m, end != NULL ? (size_t)(end - m) : strlen(m), 0);
 out:
 	ssh_result_free(&res);
 	free(script);

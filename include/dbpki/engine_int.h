@@ -57,6 +57,9 @@ int engine_node_vars(const struct engine_run *r, const struct cfg_node *n,
 
 /* The script for `action` on node n: templates/<platform>/common.sh then
  * <action>.sh, both rendered with the node's variables.  Caller frees. */
+/* "killed by signal NAME" into e (DBPKI_E_REMOTE), NAME being the node's
+ * SSH exit-signal word, escaped (log_sanitize) and cut at 32 bytes. */
+int engine_signal_error(const char *signal, struct dbpki_err *e);
 int engine_render_script(const struct engine_run *r, const struct cfg_node *n,
     const char *action, char **out, struct dbpki_err *e);
 

@@ -40,11 +40,23 @@ int log_progress_done(
     struct log_progress *p, const char *label, const char *text);
 void log_progress_end(struct log_progress *p);
 
-/* Copy at most srclen bytes of untrusted text into dst (NUL-terminated,
- * truncated to dstsz), escaping control bytes and non-ASCII as \xNN and
- * keeping newlines only if keep_nl.  Returns dst. */
+/* The one output path of text from outside (DESIGN "Text from outside"):
+ * node output, server messages, certificate fields, file contents.  Copy
+ * at most srclen bytes of src (up to a NUL) into dst, NUL-terminated and
+ * cut at a whole escape to fit dstsz.  Printable ASCII and tab pass, a
+ * newline only if keep_nl; C0 controls, DEL and bytes that start no
+ * well-formed UTF-8 character become \xNN; C1 controls and the bidi
+ * controls (U+061C, U+200E/F, U+202A-202E, U+2066-2069) become \uNNNN;
+ * other characters pass on a UTF-8 locale (LC_ALL/LC_CTYPE/LANG) and are
+ * \uNNNN (\UNNNNNNNN) otherwise.  Returns dst. */
 char *log_sanitize(
     char *dst, size_t dstsz, const char *src, size_t srclen, int keep_nl);
+
+/* The same for the end of src: as much of its last part as fits (whole
+ * characters, after the last NUL), and at most max_lines lines of it when
+ * max_lines > 0.  For the last words of a node's output. */
+char *log_sanitize_tail(char *dst, size_t dstsz, const char *src,
+    size_t srclen, int keep_nl, int max_lines);
 
 /* Write s as a JSON string literal (with quotes) to f. */
 void log_json_string(FILE *f, const char *s);
