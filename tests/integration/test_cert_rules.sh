@@ -13,7 +13,8 @@
 #     say they need dbca (exit 4);
 #   - csr --out and sign --out never overwrite (--force replaces
 #     atomically); sign records first and leaves no --out when recording
-#     fails (a full state_dir on a tmpfs);
+#     fails (a full state_dir on a tmpfs), and names the recorded serial
+#     when --out cannot be written (a full --out directory);
 #   - sign --profile server without SAN, --profile client for a privileged
 #     role (postgres, [client] common_name, [ssh] user, pg_*), refused;
 #   - issue --signed with a wildcard or another node's name: refused unless
@@ -27,6 +28,7 @@ T=$(mktemp -d /tmp/dbpki-it-certrules-XXXXXX)
 FULL=$T/full
 cleanup() {
 	umount "$FULL/state" 2>/dev/null || true
+	umount "$FULL/out" 2>/dev/null || true
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -351,4 +353,19 @@ grep -q 'No space left' <<<"$out" || fail "the cause is not named: $out"
 [ ! -e "$O/full.crt" ] || fail "sign left --out behind although the certificate was not recorded"
 [ -z "$(find "$O" -name '.*')" ] || fail "temporary files left: $(find "$O" -name '.*')"
 pass "sign on a full state_dir: exit $rc, no unrecorded certificate at --out"
+
+# --out on a full disk: recorded first, so the error gives the serial to
+# copy or revoke, and no partial or temporary file is left at --out
+mkdir -p "$FULL/out"
+mount -t tmpfs -o size=16k,mode=0700 tmpfs "$FULL/out" || fail "cannot mount a tmpfs"
+head -c 1000000 /dev/zero >"$FULL/out/filler" 2>/dev/null || true
+n0=$(index_lines)
+run sign "$O/srv.csr" --profile server --out "$FULL/out/srv.crt"
+[ "$rc" -ne 0 ] || fail "sign to a full --out: exit 0"
+grep -q 'recorded in the store as serial' <<<"$out" || fail "the recorded serial is not named: $out"
+[ "$(index_lines)" = $((n0 + 1)) ] || fail "sign to a full --out did not record the certificate"
+[ "$(ls -A "$FULL/out")" = filler ] || fail "files left at --out: $(ls -A "$FULL/out")"
+s=$(grep -o 'serial [0-9a-f]*' <<<"$out" | head -n 1 | cut -d' ' -f2)
+[ -s "$S3/issued/$s.crt" ] || fail "the recorded certificate $s is not in issued/"
+pass "sign to a full --out: recorded first (serial $s named), nothing left at --out"
 echo "test_cert_rules: ok"
