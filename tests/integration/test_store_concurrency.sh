@@ -158,7 +158,7 @@ pass "$n store writers exit 5 while another process holds the lock, store unchan
 # no index line names them yet.  A breakpoint, not a race: deterministic.
 gdb -q -batch -ex 'set pagination off' -ex 'break pki_index_save' -ex run -ex kill \
 	--args "$DBPKI" issue -c "$INI" --force >"$LAB/killed.out" 2>&1 || true
-grep -q 'Breakpoint 1, pki_index_save' "$LAB/killed.out" ||
+grep -Eq 'Breakpoint 1[.0-9]*, (0x[0-9a-f]+ in )?pki_index_save' "$LAB/killed.out" ||
 	{ cat "$LAB/killed.out"; fail "issue --force never reached pki_index_save under gdb"; }
 [ "$(grep -c $'\tactive\tserver\t' "$STATE/index.tsv")" = 2 ] || fail "the killed issue changed the index"
 orphan_keys() {
@@ -177,7 +177,7 @@ keys1=$(orphan_keys | wc -l)
 # temporary file.
 gdb -q -batch -ex 'set pagination off' -ex 'set breakpoint pending on' -ex 'break rename' -ex run -ex kill \
 	--args "$DBPKI" issue -c "$INI" --force >"$LAB/killed2.out" 2>&1 || true
-grep -q 'Breakpoint 1, .*rename' "$LAB/killed2.out" ||
+grep -Eq 'Breakpoint 1[.0-9]*, (0x[0-9a-f]+ in )?(__)?rename' "$LAB/killed2.out" ||
 	{ cat "$LAB/killed2.out"; fail "issue --force never reached rename under gdb"; }
 ls "$STATE"/keys/.*.tmp >/dev/null 2>&1 || fail "the issue killed at rename left no temporary key file"
 tmp2=$(find "$STATE" -name '*.tmp' | wc -l)
