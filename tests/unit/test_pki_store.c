@@ -487,6 +487,96 @@ test_index_damaged(void **state)
 	assert_non_null(strstr(f->e.msg, "index.tsv:2"));
 }
 
+/* Issue 12: what a writer killed mid-way leaves, and only that, goes. */
+static void
+put_file(struct fx *f, const char *rel)
+{
+	char p[CFG_PATH];
+
+	pki_store_path(&f->c, p, "%s", rel);
+	ok(f, util_write_atomic(p, "x", 1, 0600, &f->e));
+}
+
+static int
+exists(struct fx *f, const char *rel)
+{
+	char p[CFG_PATH];
+	struct stat st;
+
+	pki_store_path(&f->c, p, "%s", rel);
+	return lstat(p, &st) == 0;
+}
+
+static void
+test_sweep(void **state)
+{
+	static const char *const gone[] = {
+	    "keys/0123abcd.key",                       /* no index line */
+	    "keys/.0123abcd.key.0123456789abcdef.tmp", /* a key's temp */
+	    ".index.tsv.fedcba9876543210.tmp",         /* the index's */
+	    "ca/.dbca.key.00112233445566ff.tmp",       /* the CA key's */
+	    "issued/.0123abcd.crt.0123456789abcdef.tmp",
+	};
+	static const char *const kept[] = {
+	    "keys/notes.txt",               /* not a key name */
+	    "keys/.0123abcd.key.tmp",       /* not util_write_atomic's */
+	    "keys/.x.0123456789ABCDEF.tmp", /* upper-case: not its hex */
+	    "issued/0123abcd.crt",          /* certificates are kept */
+	};
+	struct fx *f = *state;
+	struct pki_index idx;
+	char p[CFG_PATH], q[CFG_PATH], serial[PKI_SERIAL_HEX];
+	size_t i;
+
+	load_default(f);
+	ok(f, pki_ca_init(&f->c, &f->e));
+	ok(f, pki_issue_all(&f->c, 0, &f->e));
+	ok(f, pki_index_load(&f->c, &idx, &f->e));
+	memcpy(serial, active(&idx, "server", "db1")->serial, sizeof(serial));
+	pki_index_free(&idx);
+	for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+		put_file(f, gone[i]);
+	for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		put_file(f, kept[i]);
+	/* a symlink named like a temporary file: not a regular file, kept */
+	pki_store_path(&f->c, p, "keys/.l.0123456789abcdef.tmp");
+	assert_int_equal(symlink("/nonexistent", p), 0);
+	/* the key of a superseded entry (its unlink failed once) goes */
+	ok(f, pki_issue_all(&f->c, 1, &f->e));
+	pki_store_path(&f->c, p, "keys/%s.key", serial);
+	assert_int_equal(access(p, F_OK), -1);
+	pki_store_path(&f->c, q, "issued/%s.crt", serial);
+	ok(f, util_write_atomic(p, "old", 3, 0600, &f->e));
+
+	ok(f, pki_store_sweep(&f->c, &f->e));
+	for (i = 0; i < sizeof(gone) / sizeof(gone[0]); i++)
+		if (exists(f, gone[i]))
+			fail_msg("%s was not removed", gone[i]);
+	for (i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+		if (!exists(f, kept[i]))
+			fail_msg("%s was removed", kept[i]);
+	assert_true(exists(f, "keys/.l.0123456789abcdef.tmp"));
+	assert_int_equal(access(p, F_OK), -1);
+	assert_int_equal(access(q, F_OK), 0);
+	/* every active entry keeps its key */
+	ok(f, pki_index_load(&f->c, &idx, &f->e));
+	for (i = 0; i < idx.n; i++) {
+		if (idx.v[i].status != PKI_ACTIVE ||
+		    strcmp(idx.v[i].kind, "ca") == 0)
+			continue;
+		pki_store_path(&f->c, p, "keys/%s.key", idx.v[i].serial);
+		assert_int_equal(access(p, F_OK), 0);
+	}
+	pki_index_free(&idx);
+
+	/* no index: nothing to judge a key by, keys are left alone */
+	pki_store_path(&f->c, p, "index.tsv");
+	assert_int_equal(unlink(p), 0);
+	put_file(f, "keys/0123abcd.key");
+	ok(f, pki_store_sweep(&f->c, &f->e));
+	assert_true(exists(f, "keys/0123abcd.key"));
+}
+
 int
 main(void)
 {
@@ -510,6 +600,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_shared_mode, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_index_damaged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 	};
 
 	log_init(0, 1, 0);
