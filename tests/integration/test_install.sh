@@ -45,6 +45,18 @@ BIN=$D/usr/bin/dbpki
 [ -x "$BIN" ] || fail "$BIN not installed"
 pass "make && make install PREFIX=/usr DESTDIR=..."
 
+# CPPFLAGS and LDFLAGS reach every compile and the link, and a package build
+# can drop -Werror; a change of them rebuilds every object (make -n prints
+# what it would run).
+make -n -C "$R" BUILD="$B" all CPPFLAGS=-DDBPKI_TEST_CPPFLAGS LDFLAGS=-Wl,-z,now WERROR= \
+	>"$T/flags.out" 2>&1 || { cat "$T/flags.out"; fail "make -n with CPPFLAGS/LDFLAGS failed"; }
+n_src=$(ls "$R"/src/*.c | wc -l)
+n_cc=$(grep -c -- "-DDBPKI_TEST_CPPFLAGS .* -c -o $B/" "$T/flags.out" || true)
+[ "$n_cc" = "$n_src" ] || fail "CPPFLAGS reached $n_cc of $n_src compiles"
+grep -q -- "-Wl,-z,now -o $B/dbpki " "$T/flags.out" || fail "LDFLAGS did not reach the link"
+! grep -q -- -Werror "$T/flags.out" || fail "WERROR= did not drop -Werror"
+pass "CPPFLAGS/LDFLAGS honoured and rebuild everything, WERROR= drops -Werror"
+
 # 2. plan from /, no environment variables, data found beside the binary.
 sed '/^identity/d' "$D/usr/share/doc/dbpki/examples/cluster.ini.example" >"$T/cluster.ini"
 chmod 0600 "$T/cluster.ini"
