@@ -15,6 +15,8 @@
 #                                   namespaces and the nodes' files (fs/;
 #                                   logs stay until DIR is removed)
 #   netlab.sh reboot --dir DIR NODE|all    power loss, then boot
+#   netlab.sh poweroff|poweron --dir DIR NODE|all   power loss and nothing
+#                                   more; boot (a node stays off until then)
 #   netlab.sh exec --dir DIR NODE|admin -- CMD...   run CMD (as root) there
 #   netlab.sh ssh --dir DIR NODE [CMD...]   ssh from admin as the node's login user
 #   netlab.sh ls --dir DIR          one line per node: NAME ROLE LAYOUT SYSTEMD ADDR4 ADDR6 LOGIN
@@ -76,7 +78,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,26p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,28p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -259,6 +261,8 @@ net_node() { # NAME INDEX ADDR4 ADDR6: the node's namespace, veth, addresses
 	ip -n "$br" link add "v$2" type veth peer name eth0 netns "$ns"
 	ip -n "$br" link set "v$2" master br0 up
 	ip -n "$ns" link set lo up
+	# A powered-off node's link is down (power_off); its addresses stay.
+	nsenter --net="/run/netns/$ns" sysctl -q -w net.ipv6.conf.eth0.keep_addr_on_down=1
 	ip -n "$ns" addr add "$3/24" dev eth0
 	ip -n "$ns" addr add "$4/64" dev eth0 nodad
 	ip -n "$ns" link set eth0 up
@@ -270,6 +274,7 @@ power_on() { # NODE: start its namespaces and init (wait_booted waits for the bo
 	local n=$1 nd=$DIR/nodes/$1 ns upid ipid="" i
 	ns=$(ns_of "$n")
 	rm -f "$nd/ctl/booted"
+	ip -n "$ns" link set eth0 up
 	setsid nsenter --net="/run/netns/$ns" -- \
 		unshare --mount --uts --ipc --pid --fork --mount-proc --propagation private -- \
 		/bin/bash "$nd/ctl/setup.sh" "$DIR" "$n" </dev/null >>"$nd/console.log" 2>&1 &
@@ -301,6 +306,9 @@ wait_booted() { # NODE
 
 power_off() { # NODE: SIGKILL its PID 1: every process of the node dies at once
 	local n=$1 nd=$DIR/nodes/$1 ipid upid
+	# and its network link goes down: others see no host (no reply), not a
+	# host that refuses connections
+	ip -n "$(ns_of "$n")" link set eth0 down 2>/dev/null || true
 	if ipid=$(init_pid "$n"); then
 		kill -KILL "$ipid" 2>/dev/null || true
 		wait_gone "$ipid" || echo "netlab: $n: PID 1 ($ipid) survived SIGKILL" >&2
@@ -501,14 +509,21 @@ cmd_ssh() {
 		-l "$LOGIN" "$n.$DOMAIN" "$@"
 }
 
-cmd_reboot() {
+cmd_power() { # off|on|reboot NODE|all
 	lab_load
-	local what=${1:?reboot NODE|all} n
+	local how=$1 what=${2:?$1 NODE|all} n
 	local -a list
 	if [ "$what" = all ]; then read -r -a list <<<"$NODES"; else node_conf "$what" && list=("$what"); fi
-	for n in "${list[@]}"; do power_off "$n"; done
-	for n in "${list[@]}"; do power_on "$n"; done
-	for n in "${list[@]}"; do wait_booted "$n"; done
+	if [ "$how" != on ]; then
+		for n in "${list[@]}"; do power_off "$n"; done
+	fi
+	if [ "$how" != off ]; then
+		for n in "${list[@]}"; do
+			! init_pid "$n" >/dev/null || die "$n is already on"
+			power_on "$n"
+		done
+		for n in "${list[@]}"; do wait_booted "$n"; done
+	fi
 }
 
 cmd_inventory() {
@@ -612,7 +627,9 @@ fi
 case $sub in
 up) cmd_up "$@" ;;
 down) cmd_down ;;
-reboot) cmd_reboot "$@" ;;
+reboot) cmd_power reboot "$@" ;;
+poweroff) cmd_power off "$@" ;;
+poweron) cmd_power on "$@" ;;
 exec) cmd_exec "$@" ;;
 ssh) cmd_ssh "$@" ;;
 ls) cmd_ls ;;
