@@ -98,11 +98,12 @@ mapfile -t pkgs < <(DBPKI_EXTRA_PKGS="$extra" bash "$R/tests/lab/deps.sh" --list
 in_root apt-cache rdepends --installed --recurse --no-recommends --no-suggests \
 	--no-enhances --no-breaks --no-conflicts --no-replaces "${pkgs[@]}" |
 	grep -v '^ \|^Reverse' | sort -u >"$LOGS/purge.list"
-for p in $(cat "$LOGS/purge.list"); do
+mapfile -t purge <"$LOGS/purge.list"
+for p in "${purge[@]}"; do
 	[ "$(in_root dpkg-query -W -f='${Essential}' "$p" 2>/dev/null)" != yes ] ||
 		fail "purging deps.sh's packages would remove the Essential package $p"
 done
-logged purge apt-get purge -y -q $(cat "$LOGS/purge.list")
+logged purge apt-get purge -y -q "${purge[@]}"
 step "autoremove"
 logged autoremove apt-get autoremove --purge -y -q
 rm -rf "$F/etc/postgresql" "$F/etc/postgresql-common" "$F/var/lib/postgresql" \

@@ -11,7 +11,10 @@ pkgs=(make gcc pkg-config libssl-dev libpq-dev libssh2-1-dev libinih-dev
 	libcmocka-dev openssl postgresql-15 postgresql-client-15 openssh-server
 	openssh-client valgrind iproute2 procps clang
 	libclang-rt-14-dev)
-[ -n "${DBPKI_EXTRA_PKGS:-}" ] && pkgs+=($DBPKI_EXTRA_PKGS)
+if [ -n "${DBPKI_EXTRA_PKGS:-}" ]; then
+	read -r -a extra <<<"$DBPKI_EXTRA_PKGS"
+	pkgs+=("${extra[@]}")
+fi
 if [ "${1:-}" = --list ]; then
 	printf '%s\n' "${pkgs[@]}"
 	exit 0
