@@ -189,8 +189,52 @@ pg_conn_error(
 	    hint != NULL ? ")" : "");
 }
 
+/* A NOTICE or WARNING the server sends is its text, not ours: libpq's
+ * default processor would print it to stderr as it came. */
+static void
+pg_notice(void *arg, const char *message)
+{
+	char clean[512];
+
+	(void)arg;
+	pg_fold(message, clean, sizeof(clean));
+	log_warn("PostgreSQL server said: %s", clean);
+}
+
+static int pg_peek_wait(
+    PGconn *conn, PostgresPollingStatusType st, int64_t deadline);
+
+/* PQconnectPoll until the connection is made or failed (0: PQstatus
+ * says which), or connect_timeout passed (DBPKI_E_TIMEOUT). */
+static int
+pg_connect_poll(PGconn *conn, const struct pg_target *t, const char *where,
+    struct dbpki_err *e)
+{
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int timeout = t->connect_timeout_s != 0 ? t->connect_timeout_s : 10;
+	int64_t deadline = util_mono_ms() + 1000 * (int64_t)timeout;
+	int r;
+
+	if (PQstatus(conn) == CONNECTION_BAD)
+		return 0;
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+		if ((r = pg_peek_wait(conn, st, deadline)) == 0)
+			return err_set(e, DBPKI_E_VERIFY,
+			    "%s: cannot connect with sslmode=verify-full: "
+			    "timeout expired after %ds (hint: the node did "
+			    "not answer in time: firewall, wrong address, or "
+			    "a hung server)",
+			    where, timeout);
+		if (r < 0)
+			return err_sys(e, "%s: waiting for the server", where);
+		st = PQconnectPoll(conn);
+	}
+	return 0;
+}
+
 /* Open a verify-full connection.  *out is NULL on entry, set on success;
- * the caller PQfinish()es it. */
+ * the caller PQfinish()es it.  Started and polled (not PQconnectdb), so
+ * that pg_notice is in place before the server can say anything. */
 static int
 pg_connect(const struct pg_target *t, PGconn **out, struct dbpki_err *e)
 {
@@ -232,12 +276,16 @@ pg_connect(const struct pg_target *t, PGconn **out, struct dbpki_err *e)
 	KV(NULL, NULL);
 #undef KV
 
-	conn = PQconnectdbParams(kw, val, 0);
+	if ((conn = PQconnectStartParams(kw, val, 0)) != NULL) {
+		PQsetNoticeProcessor(conn, pg_notice, NULL);
+		r = pg_connect_poll(conn, t, where, e);
+	}
 	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		r = pg_conn_error(conn, where,
-		    "cannot connect with "
-		    "sslmode=verify-full",
-		    e);
+		if (conn == NULL || r == 0)
+			r = pg_conn_error(conn, where,
+			    "cannot connect with "
+			    "sslmode=verify-full",
+			    e);
 		PQfinish(conn);
 		return r;
 	}
@@ -700,6 +748,7 @@ static PGconn *
 pg_peek_start(const struct pg_target *t, const char *port)
 {
 	const char *kw[16], *val[16];
+	PGconn *conn;
 	int i = 0;
 
 #define KV(k, v)                                                               \
@@ -725,7 +774,10 @@ pg_peek_start(const struct pg_target *t, const char *port)
 	KV("application_name", "dbpki-peek");
 	KV(NULL, NULL);
 #undef KV
-	return PQconnectStartParams(kw, val, 0);
+	conn = PQconnectStartParams(kw, val, 0);
+	if (conn != NULL)
+		PQsetNoticeProcessor(conn, pg_notice, NULL);
+	return conn;
 }
 
 int

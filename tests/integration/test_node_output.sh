@@ -7,9 +7,13 @@
 #  1. status: the client node's libpq line (engine_san.c);
 #  2. rotate: the probe's malformed line, quoted as "near ..."
 #     (engine_primary.c).
-# The third place, the SSH exit-signal name (engine_node.c), cannot be
-# forged through OpenSSH's sshd; test_engine.c's test_signal_name feeds it
-# hostile bytes at the function that formats it.
+#  3. status: a NOTICE the PostgreSQL server sends (libpq's default
+#     notice processor printed it raw): the node's superuser puts a
+#     pg_is_in_recovery() that raises one ahead of pg_catalog in the
+#     search_path of dbpki's role.
+# The SSH exit-signal name (engine_node.c) cannot be forged through
+# OpenSSH's sshd; test_engine.c's test_signal_name feeds it hostile bytes
+# at the function that formats it.
 . "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 NET=127.0.80
 lab_dir
@@ -29,10 +33,9 @@ printf 'DBPKI-PROBE data=yes state=$HOSTILE\n'
 echo "\$SENTINEL"
 EOF
 mv "$LAB/tpl/postgres/probe.sh.new" "$LAB/tpl/postgres/probe.sh"
+# A real cluster first (the shipped templates), for part 3.
+"$DBPKI" bootstrap -c "$INI" >"$LAB/bootstrap.out" 2>&1 || { cat "$LAB/bootstrap.out"; fail "bootstrap failed"; }
 export DBPKI_TEMPLATES=$LAB/tpl
-# status reads the store first: a CA and the certificates, no node touched.
-"$DBPKI" ca init -c "$INI" >/dev/null 2>&1 || fail "ca init failed"
-"$DBPKI" issue -c "$INI" >/dev/null 2>&1 || fail "issue failed"
 
 # raw ESC, C0 other than tab/newline, DEL, C1 (UTF-8 C2 80-9F), bidi
 # (E2 80 AA-AE, E2 81 A6-A9), and the invalid byte FF.
@@ -46,6 +49,18 @@ escaped() {
 	grep -qF '\x1b]0;owned\x07\x1b[2J\u009b\u202e\xff' "$1"
 }
 
+# ---- 3 (set up): a server that talks back ------------------------------------
+C=$LAB/nodes/node2/certs/current
+psql -X -q -v ON_ERROR_STOP=1 -d "host=node1.lab.test hostaddr=$NET.11 port=5432 user=postgres dbname=postgres sslmode=verify-full sslrootcert=$C/dbca.crt sslcert=$C/client.crt sslkey=$C/client.key gssencmode=disable" >/dev/null <<EOF || fail "could not install the noisy function on node1"
+CREATE SCHEMA noisy;
+CREATE FUNCTION noisy.pg_is_in_recovery() RETURNS boolean LANGUAGE plpgsql AS \$\$
+BEGIN
+	RAISE NOTICE '%', convert_from('\\x1b5d303b6f776e6564071b5b324ac29be280ae'::bytea, 'UTF8') || 'end';
+	RETURN pg_catalog.pg_is_in_recovery();
+END \$\$;
+ALTER ROLE postgres SET search_path = noisy, pg_catalog;
+EOF
+
 # ---- 1. status: the libpq line --------------------------------------------
 rc=0
 LC_ALL=C.UTF-8 "$DBPKI" status -c "$INI" >"$LAB/status.out" 2>&1 || rc=$?
@@ -56,6 +71,9 @@ if raw_controls "$LAB/status.out"; then
 fi
 escaped "$LAB/status.out" || { grep libpq "$LAB/status.out"; fail "status: the node's bytes are not shown escaped"; }
 pass "status: a hostile libpq line is shown escaped"
+grep -qF 'PostgreSQL server said: NOTICE:  \x1b]0;owned\x07\x1b[2J\u009b\u202eend' "$LAB/status.out" ||
+	{ grep -a NOTICE "$LAB/status.out" | cat -v; fail "status: the server's NOTICE is not shown escaped"; }
+pass "status: a hostile server NOTICE is shown escaped"
 
 # ---- 2. rotate: the probe's "near ..." -------------------------------------
 rc=0
