@@ -9,6 +9,9 @@
 #     renamed files into it without), and cert_dir after switching current.
 #  4. move_aside twice in one second: two sibling directories whose names
 #     sort by time (f841af3 moved the second one *into* the first).
+#  5. certs.sh keeps the newest five releases by name: with ids of the old
+#     form (seconds only) and the new one (nanoseconds), two of them in one
+#     second, under a locale whose collation skips punctuation.
 # TPL_ROOT (default DBPKI_ROOT) is the tree whose templates are tested.
 set -euo pipefail
 root=${DBPKI_ROOT:?DBPKI_ROOT}
@@ -100,3 +103,23 @@ mapfile -t asides < <(cd "$work" && ls -d pgdata.dbpki-old-* | LC_ALL=C sort)
 [ "$(cat "$work/${asides[0]}/which")" = 1 ] && [ "$(cat "$work/${asides[1]}/which")" = 2 ] ||
 	fail "the names do not sort in the order the directories were moved: ${asides[*]}"
 pass "move_aside twice: ${asides[*]}"
+
+# ---- 5. the newest five releases, old and new ids mixed ----------------------
+rm -rf "$C"
+ids=(20261101T000000Z 20261102T000000Z 20261103T000000Z 20261104T120000Z
+	20261104T120000Z-000000001 20261104T120000Z-500000000 20261105T000000Z-000000000)
+for id in "${ids[@]}"; do
+	mkdir -p "$C/releases/$id"
+	for f in dbca.crt client.crt server.crt; do echo "$f" >"$C/releases/$id/$f"; done
+	for f in client.key server.key; do (umask 077 && echo "$f" >"$C/releases/$id/$f"); done
+done
+newest=${ids[6]}
+ln -s "releases/${ids[0]}" "$C/current" # the oldest is current: it becomes previous
+script "$tpl_root/templates/postgres/certs.sh"
+sed -i "s|^RELEASE_ID=.*|RELEASE_ID='$newest'|; s|^RELEASE_DIR=.*|RELEASE_DIR='$C/releases/$newest'|" "$work/script.sh"
+coll=$(locale -a 2>/dev/null | grep -im1 '^en_US.utf-\?8$' || echo C.UTF-8)
+LC_ALL=$coll sh "$work/script.sh" >"$work/out5" 2>&1 || { cat "$work/out5"; fail "certs.sh failed"; }
+got=$(cd "$C/releases" && ls | LC_ALL=C sort | tr '\n' ' ')
+want="${ids[0]} ${ids[2]} ${ids[3]} ${ids[4]} ${ids[5]} ${ids[6]} "
+[ "$got" = "$want" ] || fail "certs.sh kept: $got; want the newest five and previous: $want"
+pass "certs.sh keeps the newest five (old and new ids, LC_ALL=$coll) and previous"
