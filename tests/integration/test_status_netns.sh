@@ -10,6 +10,8 @@
 #  3. the DBA starts it again with pg_ctl, as its login user over SSH:
 #     status all well, node2 streams over TLS from its own address, serves
 #     the same certificate (openssl s_client), and has every row;
+#  3b. node2's machine off (its link down: no reply at all): status and
+#     check name node2; on again and started: all well;
 #  4. power loss of the primary, started again by hand: the replica
 #     reconnects by itself, new rows reach it; then `reboot all`, both
 #     started again: status all well.
@@ -89,6 +91,25 @@ all_well "node2 started again"
 [ "$(served 2)" = "$s2" ] || fail "node2 serves another certificate after the reboot"
 [ "$(q 2 'SELECT count(*) FROM t')" = 100 ] || fail "node2 lost rows in the power loss"
 pass "node2 started again with pg_ctl: streams over SSL from its address, same certificate, every row; status all well"
+
+# ---- 3b. the replica's machine is off (no reply at all), then on again --------------
+"$NETLAB" poweroff node2
+status
+cat "$LAB/status.txt"
+[ "$ST" != 0 ] || fail "status exited 0 with node2's machine off"
+st_off=$ST
+grep -Eq '^node2 +replica +[^o ]' "$LAB/status.txt" || fail "status does not show node2's SSH as failed"
+ck=0
+dbpki check -c "$INI" >"$LAB/check.txt" 2>&1 || ck=$?
+if [ "$ck" != 2 ] || ! grep -q '^DBPKI CRITICAL - node2' "$LAB/check.txt"; then
+	cat "$LAB/check.txt"
+	fail "check with node2 off: expected CRITICAL (2) naming node2, got $ck"
+fi
+"$NETLAB" poweron node2
+start_pg node2
+wait_streaming
+all_well "node2 on again"
+pass "node2's machine off: status (exit $st_off) and check (CRITICAL) name node2; on again and started: all well"
 
 # ---- 4. power loss of the primary, then of every node ------------------------------
 "$NETLAB" reboot node1
