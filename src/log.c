@@ -209,19 +209,32 @@ log_sanitize_tail(char *dst, size_t dstsz, const char *src, size_t srclen,
 void
 log_json_string(FILE *f, const char *s)
 {
-	unsigned char c;
+	const unsigned char *u = (const unsigned char *)s;
+	size_t len;
+	long cp;
 
 	fputc('"', f);
-	for (; *s != '\0'; s++) {
-		c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c == '\n')
+	while (*u != '\0') {
+		len = 1;
+		if (*u == '"' || *u == '\\')
+			fprintf(f, "\\%c", *u);
+		else if (*u == '\n')
 			fputs("\\n", f);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, "\\u%04x", c);
+		else if (*u < 0x20 || *u == 0x7f)
+			fprintf(f, "\\u%04x", *u);
+		else if (*u < 0x80)
+			fputc(*u, f);
+		else if ((cp = utf8_decode(u, 4, &len)) < 0) {
+			/* not UTF-8 (a NUL ends the decoding too): the byte
+			 * as the code point of its value, as before, so the
+			 * document stays valid JSON */
+			fprintf(f, "\\u%04x", *u);
+			len = 1;
+		} else if (cp_is_control(cp))
+			fprintf(f, "\\u%04lx", cp); /* the same to a reader */
 		else
-			fputc(c, f);
+			fwrite(u, 1, len, f); /* UTF-8 is JSON's own encoding */
+		u += len;
 	}
 	fputc('"', f);
 }

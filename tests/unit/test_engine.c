@@ -177,6 +177,28 @@ test_sanitize_rules(void **state)
 	unsetenv("LC_ALL");
 }
 
+/* JSON: valid UTF-8 is JSON's own encoding and passes; controls (C0,
+ * DEL, C1, bidi) are \u escapes, inert in the raw text; a byte that is not
+ * UTF-8 is \u00NN, so the document stays valid. */
+static void
+test_json_string(void **state)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(f = open_memstream(&buf, &len));
+	log_json_string(
+	    f, "caf\303\251 \"q\" \\ \033[2J\302\233\342\200\256\377\n");
+	assert_int_equal(fclose(f), 0);
+	assert_string_equal(buf,
+	    "\"caf\303\251 \\\"q\\\" \\\\ \\u001b[2J\\u009b"
+	    "\\u202e\\u00ff\\n\"");
+	assert_inert(buf);
+	free(buf);
+}
+
 /* The exit-signal name is the node's word (any bytes a hostile sshd
  * sends); the message that carries it is inert. */
 static void
@@ -227,6 +249,7 @@ main(void)
 	    cmocka_unit_test(test_journal),
 	    cmocka_unit_test(test_pool),
 	    cmocka_unit_test(test_sanitize_rules),
+	    cmocka_unit_test(test_json_string),
 	    cmocka_unit_test(test_signal_name),
 	    cmocka_unit_test(test_probe_near),
 	};
