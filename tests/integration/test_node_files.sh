@@ -19,6 +19,7 @@ build=${DBPKI_BUILD:?DBPKI_BUILD}
 tpl_root=${TPL_ROOT:-$root}
 render=$build/tools/tplrender
 [ -x "$render" ] || { echo "missing $render (make $render)"; exit 1; }
+command -v strace >/dev/null || { echo "this test needs strace (apt-get install strace)"; exit 1; }
 work=$(mktemp -d /tmp/dbpki-nodefiles.XXXXXX)
 waiter=
 cleanup() {

@@ -19,6 +19,9 @@
 #     time (`plan` prints the id a run would use; no node is contacted).
 # Local store only: no lab, no network.
 . "${DBPKI_ROOT:?}/tests/integration/lib.sh"
+for tool in gdb flock openssl; do
+	command -v "$tool" >/dev/null || fail "this test needs $tool (apt-get install $tool)"
+done
 lab_dir
 chmod 700 "$LAB"
 STATE=$LAB/state
