@@ -15,7 +15,7 @@
 # OpenSSH's sshd; test_engine.c's test_signal_name feeds it hostile bytes
 # at the function that formats it.
 . "${DBPKI_ROOT:?}/tests/integration/lib.sh"
-NET=127.0.80
+NET=127.0.81
 lab_dir
 lab_up $NET primary,client
 
