@@ -224,6 +224,7 @@ engine_status(
     const struct dbpki_cluster *c, int json, FILE *out, struct dbpki_err *e)
 {
 	struct status_job *j = calloc(1, sizeof(*j));
+	struct engine_lock lock = {.fd = -1};
 	struct pg_repl *rows = NULL;
 	struct dbpki_err pe;
 	struct pg_target t;
@@ -232,7 +233,14 @@ engine_status(
 	if (j == NULL)
 		return err_set(e, DBPKI_E_NOMEM, "out of memory");
 	j->c = c;
-	if ((rc = load_client_files(c, j, e)) != 0)
+	/* state_dir/verify is the store's: written under the lock like every
+	 * store write, held only that long, so that status never makes a
+	 * scheduled renew fail (and exits 5 while one runs). */
+	if ((rc = engine_store_lock(c, "status", &lock, e)) != 0)
+		goto out;
+	rc = load_client_files(c, j, e);
+	engine_lock_release(&lock);
+	if (rc != 0)
 		goto out;
 	j->have_files = 1;
 	if ((rc = engine_pool_run(c->n_nodes, c->parallel, probe_one, j, e)) !=

@@ -9,7 +9,8 @@
 #     clean exit-5 refusals; every issued/ certificate is in the index.
 #  3. With the lock held (flock(1) on state_dir/lock, as a running renew
 #     would), every writer exits 5 and the store does not change: issue,
-#     issue --force, issue --signed, sign, ca init, ca import, csr -c.
+#     issue --force, issue --signed, sign, ca init, ca import, csr -c, and
+#     status (it writes state_dir/verify/, the client key included).
 #  4. `issue --force` SIGKILLed just before it writes its index (gdb:
 #     a breakpoint on pki_index_save, then kill) leaves keys that no index
 #     line names; killed at its first rename(2), it leaves a .tmp file
@@ -148,6 +149,7 @@ sign -c $INI $LAB/app.csr --profile server --out $LAB/locked.crt
 ca init -c $INI
 ca import -c $INI --cert $LAB/corp.crt
 csr -c $INI
+status -c $INI
 EOF
 [ ! -e "$LAB/locked.crt" ] || fail "sign wrote --out while the lock was held"
 [ "$(snap)" = "$before" ] || { diff <(echo "$before") <(snap) | head; fail "a refused writer changed the store"; }
