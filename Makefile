@@ -63,8 +63,10 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 300
 # What `make deb` and the packaging tests need on top of tests/lab/deps.sh.
 DEB_TOOLS := build-essential dpkg-dev debhelper fakeroot lintian mandoc man-db
-# ... and what the install test needs besides (zsh -n checks the completion).
-TEST_TOOLS := zsh
+# ... and what the tests need besides: zsh -n checks the completion; gdb stops
+# a writer at a chosen function and strace watches fsync (test_store_concurrency,
+# test_node_files).
+TEST_TOOLS := zsh gdb strace
 # Data installed under DATADIR: the playbooks and the node-side templates of
 # each platform (not systemd/, packaging/, completion/: those install elsewhere).
 PLATFORM_TEMPLATES = $(filter-out systemd packaging completion,$(notdir $(patsubst %/,%,$(wildcard templates/*/))))
@@ -153,6 +155,7 @@ check-integration: $(BUILD)/dbpki $(TOOL_BINS)
 	@tests/run.sh integration $(BUILD)
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+check-asan: DEPS_EXTRA = $(DEB_TOOLS) $(TEST_TOOLS)
 check-asan: deps
 	$(MAKE) check-asan-all
 
@@ -166,6 +169,21 @@ demo: deps
 
 demo-down:
 	@tests/lab/lab.sh down --dir $${DBPKI_DEMO_DIR:-/tmp/dbpki-demo}
+
+# A netlab (tests/lab/netlab.sh, issue 11) to try dbpki by hand, as root:
+# node1 primary, node2 replica, node3 client; the inventory is
+# $(NETLAB_DIR)/cluster.ini and dbpki runs on the lab's admin side.
+NETLAB_DIR ?= /var/tmp/dbpki-netlab
+lab-up: deps
+	$(MAKE) all $(BUILD)/tools/labinit
+	@mkdir -p $(NETLAB_DIR)
+	@DBPKI_BUILD=$(CURDIR)/$(BUILD) tests/lab/netlab.sh up --dir $(NETLAB_DIR) \
+		--node node1:primary:pgdata --node node2:replica:pgdata --node node3:client
+	@tests/lab/netlab.sh inventory --dir $(NETLAB_DIR) >/dev/null
+	@echo "try: tests/lab/netlab.sh exec --dir $(NETLAB_DIR) admin -- $(BUILD)/dbpki bootstrap -c $(NETLAB_DIR)/cluster.ini"
+
+lab-down:
+	@tests/lab/netlab.sh down --dir $(NETLAB_DIR) && rm -rf $(NETLAB_DIR)
 
 bench: deps
 	$(MAKE) all

@@ -159,7 +159,7 @@ in_root getent passwd dbpki >/dev/null || fail "the package created no user dbpk
 in_root getent group dbpki >/dev/null || fail "the package created no group dbpki"
 in_root getent group dbpki-monitor >/dev/null || fail "the package created no group dbpki-monitor"
 perm=$(in_root stat -c '%U:%G %a' /var/lib/dbpki)
-[ "$perm" = "dbpki:dbpki-monitor 750" ] || fail "/var/lib/dbpki is $perm"
+[ "$perm" = "dbpki:dbpki-monitor 2750" ] || fail "/var/lib/dbpki is $perm"
 want=$(cat "$F/root/dbpki/build/deb/"dbpki-*/VERSION)
 got=$(in_root /usr/bin/dbpki --version)
 [ "$got" = "dbpki $want" ] || fail "installed --version: '$got', package version $want"
