@@ -13,6 +13,8 @@
 #   as node1 CMD...              # CMD as root inside node1 (netlab exec)
 #   nfs node1                    # host path of node1's files (its "/")
 #
+# A cluster built by hand, not by dbpki (for rotate): tests/lab/netlab/pg_lib.sh.
+#
 # The admin side resolves NODE.lab.test through the lab's /etc/hosts; the
 # nodes' files are visible to the test (as root) under nfs NODE.  On exit
 # (after the test's own on_exit, if it defines one) the lab goes down:
