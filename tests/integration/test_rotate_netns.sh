@@ -176,7 +176,10 @@ for n in 1 2 3; do
 done
 npg_ctl node1 reload
 npg_ctl node2 reload
-sleep 0.5
+for _ in $(seq 1 60); do # a reload is asynchronous: wait until it took
+	lpsql 1 'SELECT 1' >/dev/null 2>&1 || break
+	sleep 0.5
+done
 if lpsql 1 'SELECT 1' >/dev/null 2>&1; then fail "the SSH user still gets in over the socket"; fi
 hba_sum=$(md5sum <"$(conf 1 pg_hba.conf)")
 # The admin kept a file of the same name in what becomes dbpki's cert_dir.

@@ -21,8 +21,9 @@
 #     expired dbca is archived in the store (never deleted) and replaced.
 #  5. the primary's postgresql.conf would not load after a restart: exit 2
 #     before anything is stopped;
-#  6. node2's sshd is down (stopped by its PID inside the machine): exit 1
-#     naming node2, nothing changed.
+#  6. node2's sshd is down (stopped by its PID inside the machine), then
+#     node2's machine is off (no reply at all): exit 1 naming node2,
+#     nothing changed.
 . "${DBPKI_ROOT:?}/tests/integration/lib.sh"
 . "$DBPKI_ROOT/tests/lab/netlab/testlib.sh"
 . "$DBPKI_ROOT/tests/lab/netlab/pg_lib.sh"
@@ -177,3 +178,14 @@ grep -q 'rotate: 1 database node(s) could not be asked whether they are the prim
 	{ cat "$LAB/out.txt"; fail "an unreachable node is not named"; }
 unchanged "a refused rotate (node2 unreachable)"
 pass "node2's sshd down: exit 1 naming node2; nothing changed"
+
+# The machine itself off (its link down: no reply at all, so dbpki waits
+# out its connect timeout rather than being refused): the same refusal.
+"$NETLAB" poweroff node2
+SNAP=$(snapshot)
+rotate 1 -c "$INI"
+grep -q 'rotate: 1 database node(s) could not be asked whether they are the primary, so nothing was changed on any node: .*node2' "$LAB/out.txt" ||
+	{ cat "$LAB/out.txt"; fail "a machine that is off is not named"; }
+unchanged "a refused rotate (node2's machine off)"
+[ "$(q 1 "$sum")" = "$before" ] || fail "node1 does not serve every row"
+pass "node2's machine off: exit 1 naming node2; nothing changed, node1 serving"
