@@ -47,6 +47,10 @@ run_unit() {
 }
 
 run_integration() {
+	# A test that runs make (test_install, test_fresh_root) must see what a
+	# user's shell has, not the variables of the make that called us: under
+	# `make check-asan-all` MAKEFLAGS carries SAN=1 and BUILD=build-asan.
+	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 	export DBPKI_ROOT="$root"
 	export DBPKI="$root/$build/dbpki"
 	export DBPKI_BUILD="$root/$build"
