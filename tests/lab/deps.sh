@@ -9,7 +9,7 @@
 set -eu
 pkgs=(make gcc pkg-config libssl-dev libpq-dev libssh2-1-dev libinih-dev
 	libcmocka-dev openssl postgresql-15 postgresql-client-15 openssh-server
-	openssh-client valgrind iproute2 procps clang
+	openssh-client valgrind iproute2 procps clang sudo
 	libclang-rt-14-dev)
 if [ -n "${DBPKI_EXTRA_PKGS:-}" ]; then
 	read -r -a extra <<<"$DBPKI_EXTRA_PKGS"

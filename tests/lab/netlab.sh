@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # netlab.sh: a lab whose nodes are machines (issue 11).  Needs root.
 #
-#   netlab.sh up --dir DIR --node NAME:ROLE[:LAYOUT][:systemd] ...
+#   netlab.sh up --dir DIR --node NAME:ROLE[:LAYOUT][:systemd][:sudo] ...
 #       ROLE db|client, or for "netlab.sh inventory" primary|replica (db
 #       nodes), client (listed as a client node) or outsider (a client node
 #       the inventory does not list); LAYOUT debian (default: postgresql-
 #       common, a stock "main" cluster made by pg_createcluster 15 main and
 #       started) or pgdata (no cluster; the login user's home holds pgdata/,
 #       certs/, sock/ for dbpki's pg_ctl layout); "systemd" emulates a
-#       systemd host.
+#       systemd host; "sudo" (with systemd, debian db nodes) lets postgres
+#       run exactly "sudo -n systemctl start|stop|restart|reload
+#       postgresql@15-main" (/etc/sudoers.d/netlab-postgres), as an admin
+#       would allow for dbpki, and nothing else as root.
 #       DIR must exist, be empty and lie outside /tmp and /run (the nodes
 #       get their own empty /tmp and /run); e.g. mktemp -d /var/tmp/netlab.XXXXXX
 #   netlab.sh down --dir DIR        power every node off, remove the
@@ -22,9 +25,10 @@
 #   netlab.sh ls --dir DIR          one line per node: NAME ROLE LAYOUT SYSTEMD ADDR4 ADDR6 LOGIN
 #   netlab.sh inventory --dir DIR [--name NAME]
 #       write DIR/cluster.ini (0600) for dbpki, as tests/lab/lab.sh does: the
-#       primary/replica nodes (pgdata layout only, until dbpki knows the
-#       Debian one) and client nodes; state_dir DIR/state; allowed_networks
-#       = the admin side and every listed node, one address each
+#       primary/replica nodes and client nodes; a debian-layout node gets
+#       layout = debian and the main cluster's data directory
+#       (/var/lib/postgresql/15/main, certificates in ~postgres/dbpki); state_dir
+#       DIR/state; allowed_networks = the admin side and every listed node
 # (--dir may be replaced by NETLAB_DIR in the environment.)
 #
 # Each node is a named network namespace (it survives the node's reboot)
@@ -78,7 +82,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,28p' "${BASH_SOURCE[0]}" >&2
+	sed -n '2,33p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -178,7 +182,7 @@ EOF
 }
 
 make_node_fs() { # NAME ROLE LAYOUT SYSTEMD INDEX LOGIN UID INV
-	local name=$1 role=$2 layout=$3 systemd=$4 i=$5 login=$6 uid=$7 inv=$8
+	local name=$1 role=$2 layout=$3 systemd=$4 i=$5 login=$6 uid=$7 inv=$8 sudo=$9
 	local nd=$DIR/nodes/$name fs ctl a4 a6 home binds
 	fs=$nd/fs
 	ctl=$nd/ctl
@@ -239,12 +243,28 @@ make_node_fs() { # NAME ROLE LAYOUT SYSTEMD INDEX LOGIN UID INV
 		: >"$ctl/systemctl.log"
 		chmod 0666 "$ctl/systemctl.log" # non-root callers (is-active) log too
 	fi
+	if [ "$sudo" = 1 ]; then
+		# What an admin adds so that a non-root postgres may drive its
+		# cluster's unit on a systemd host: these four commands, no more.
+		local a u=postgresql@$PGV-main
+		install -d -m 0750 "$fs/etc-overlay/upper/sudoers.d"
+		{
+			echo "# netlab.sh: postgres may start/stop/restart/reload its cluster's unit, nothing else"
+			for a in start stop restart reload; do
+				echo "postgres ALL=(root) NOPASSWD: /usr/bin/systemctl $a $u"
+			done
+		} >"$fs/etc-overlay/upper/sudoers.d/netlab-postgres"
+		chmod 0440 "$fs/etc-overlay/upper/sudoers.d/netlab-postgres"
+		visudo -cq -f "$fs/etc-overlay/upper/sudoers.d/netlab-postgres" ||
+			die "$name: the sudo rule does not parse (visudo -c)"
+	fi
 	cat >"$ctl/node.conf" <<EOF
 NAME=$name
 ROLE=$role
 INV=$inv
 LAYOUT=$layout
 SYSTEMD=$systemd
+SUDO=$sudo
 ADDR4=$a4
 ADDR6=$a6
 LOGIN=$login
@@ -327,7 +347,7 @@ cmd_up() {
 	local -a specs=()
 	while [ $# -gt 0 ]; do
 		case $1 in
-		--node) specs+=("${2:?--node NAME:ROLE[:LAYOUT][:systemd]}"); shift 2 ;;
+		--node) specs+=("${2:?--node NAME:ROLE[:LAYOUT][:systemd][:sudo]}"); shift 2 ;;
 		*) usage ;;
 		esac
 	done
@@ -356,13 +376,19 @@ cmd_up() {
 		LABINIT=$DIR/bin/labinit
 	fi
 
-	local -a names=() roles=() layouts=() sysd=() invs=()
-	local s name role layout systemd extra inv
+	local -a names=() roles=() layouts=() sysd=() sudos=() invs=()
+	local s name role layout systemd sudo extra opt inv
 	for s in "${specs[@]}"; do
-		IFS=: read -r name role layout extra <<<"$s"
-		systemd=0
-		if [ "$layout" = systemd ]; then layout=""; systemd=1; fi
-		case $extra in "") ;; systemd) systemd=1 ;; *) die "--node $s: unknown option '$extra'" ;; esac
+		IFS=: read -r name role extra <<<"$s"
+		systemd=0 sudo=0 layout=""
+		for opt in ${extra//:/ }; do
+			case $opt in
+			debian | pgdata) [ -z "$layout" ] || die "--node $s: two layouts"; layout=$opt ;;
+			systemd) systemd=1 ;;
+			sudo) sudo=1 ;;
+			*) die "--node $s: unknown option '$opt'" ;;
+			esac
+		done
 		layout=${layout:-debian}
 		[[ $name =~ ^[a-z][a-z0-9-]{0,14}$ ]] || die "--node $s: name: a-z, 0-9, - (at most 15)"
 		case $name in admin | br) die "--node $s: '$name' is reserved" ;; esac
@@ -375,7 +401,11 @@ cmd_up() {
 		esac
 		case $layout in debian | pgdata) ;; *) die "--node $s: layout must be debian or pgdata" ;; esac
 		[[ " ${names[*]} " != *" $name "* ]] || die "--node $s: $name given twice"
-		names+=("$name") roles+=("$role") layouts+=("$layout") sysd+=("$systemd") invs+=("$inv")
+		if [ "$sudo" = 1 ]; then
+			[ "$systemd:$role:$layout" = 1:db:debian ] || die "--node $s: sudo is for debian db nodes with systemd"
+			command -v visudo >/dev/null || die "sudo missing (--node $s: sudo); run: make deps"
+		fi
+		names+=("$name") roles+=("$role") layouts+=("$layout") sysd+=("$systemd") sudos+=("$sudo") invs+=("$inv")
 	done
 	[ ${#names[@]} -le 100 ] || die "at most 100 nodes"
 
@@ -421,7 +451,7 @@ cmd_up() {
 		db:pgdata) login=dbpkilab ;;
 		client:*) login=dbpkiapp ;;
 		esac
-		make_node_fs "${names[i]}" "${roles[i]}" "${layouts[i]}" "${sysd[i]}" $((i + 1)) "$login" "$uid" "${invs[i]}"
+		make_node_fs "${names[i]}" "${roles[i]}" "${layouts[i]}" "${sysd[i]}" $((i + 1)) "$login" "$uid" "${invs[i]}" "${sudos[i]}"
 		net_node "${names[i]}" $((i + 1)) "$NET4.$((11 + i))" "$NET6:$((11 + i))"
 	done
 	for i in "${!names[@]}"; do power_on "${names[i]}"; done
@@ -527,7 +557,7 @@ cmd_power() { # off|on|reboot NODE|all
 }
 
 cmd_inventory() {
-	local name=lab n inv_nodes="" nets="$NET4.10/32" prim=0
+	local name=lab n inv_nodes="" nets="$NET4.10/32" prim=0 debian=0
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--name) name=${2:?--name NAME}; shift 2 ;;
@@ -539,8 +569,7 @@ cmd_inventory() {
 	for n in $NODES; do
 		node_conf "$n"
 		[ -n "$INV" ] || continue
-		[ "$ROLE:$LAYOUT" != db:debian ] ||
-			die "$n: a debian-layout node cannot be listed yet (dbpki drives the pgdata layout); make it :pgdata"
+		[ "$ROLE:$LAYOUT" != db:debian ] || debian=$((debian + 1))
 		[ "$INV" != primary ] || prim=$((prim + 1))
 		inv_nodes="$inv_nodes $n"
 		nets="$nets, $ADDR4/32"
@@ -598,10 +627,28 @@ host = $n.$DOMAIN
 address = $ADDR4
 role = $INV
 user = $LOGIN
+EOF
+				if [ "$ROLE:$LAYOUT" = db:debian ]; then
+					# The cluster apt made (pg_createcluster $PGV main): dbpki
+					# finds it by its data directory; its certificates go in
+					# a directory of the login user's home, which stays in
+					# place across reboots.
+					cat <<EOF
+layout = debian
+pgdata = /var/lib/postgresql/$PGV/main
+cert_dir = $LOGIN_HOME/dbpki
+socket_dir = /var/run/postgresql
+EOF
+				else
+					# "layout = pgdata" only where the inventory mixes
+					# layouts: an all-pgdata inventory stays as before.
+					if [ "$ROLE" = db ] && [ "$debian" != 0 ]; then echo "layout = pgdata"; fi
+					cat <<EOF
 pgdata = $LOGIN_HOME/pgdata
 cert_dir = $LOGIN_HOME/certs
 socket_dir = $LOGIN_HOME/sock
 EOF
+				fi
 			done
 		} >"$DIR/cluster.ini.tmp"
 		mv -f "$DIR/cluster.ini.tmp" "$DIR/cluster.ini"
