@@ -33,6 +33,7 @@ enum ftype {
 	F_ENUM,
 	F_SANLIST, /* host names and IPs, comma-separated */
 	F_NETLIST, /* CIDRs, comma-separated */
+	F_PGVC,    /* postgresql-common's VERSION/NAME, e.g. 15/main */
 };
 
 /* Where a field lives: in the cluster, in a cfg_ssh, in a cfg_pg, or in a
@@ -54,6 +55,9 @@ static const char *const platforms[] = {"postgres", "cms", NULL};
 static const char *const roles[] = {"primary", "replica", "client", NULL};
 static const char *const modes[] = {"per-node", "shared", NULL};
 static const char *const policies[] = {"strict", "accept-new", NULL};
+static const char *const layouts[] = {"auto", "debian", "pgdata", NULL};
+static const char *const tristate[] = {"auto", "yes", "no", NULL};
+static const char *const start_confs[] = {"keep", "auto", NULL};
 
 #define DAY 86400LL
 #define CL(k, t, m, ...)                                                       \
@@ -119,6 +123,10 @@ static const struct field fields[] = {
     PG("cert_dir", F_PATH, cert_dir, 0, 0, NULL),
     PG("socket_dir", F_PATH, socket_dir, 0, 0, NULL),
     PG("allowed_networks", F_NETLIST, allowed_networks, 0, 0, NULL),
+    PG("layout", F_ENUM, layout, 0, 0, layouts),
+    PG("cluster", F_PGVC, cluster, 0, 0, NULL),
+    PG("listen_localhost", F_ENUM, listen_localhost, 0, 0, tristate),
+    PG("start_conf", F_ENUM, start_conf, 0, 0, start_confs),
     NODE("host", F_HOST, host, 0, 0, NULL),
     NODE("address", F_ADDR, address, 0, 0, NULL),
     NODE("role", F_ENUM, role, 0, 0, roles),
@@ -308,6 +316,19 @@ set_enum(struct parser *p, const struct field *f, void *dst, const char *v,
 	    p, line, "%s: '%.100s' is not one of: %s", where, v, allowed);
 }
 
+/* postgresql-common's cluster: a version (digits and dots), '/', a name. */
+static int
+valid_pgcluster(const char *v)
+{
+	const char *slash = strchr(v, '/');
+
+	if (slash == NULL || slash == v || !isdigit((unsigned char)v[0]))
+		return 0;
+	if (strspn(v, "0123456789.") != (size_t)(slash - v))
+		return 0;
+	return util_valid_name(slash + 1);
+}
+
 static int
 set_string(struct parser *p, const struct field *f, void *dst, const char *v,
     int line, const char *where)
@@ -321,6 +342,8 @@ set_string(struct parser *p, const struct field *f, void *dst, const char *v,
 	    [F_ADDR] = "an IPv4 or IPv6 address",
 	    [F_PATH] =
 		"an absolute path of letters, digits and _./@+:- without '..'",
+	    [F_PGVC] = "VERSION/NAME as pg_lsclusters lists it, "
+		       "e.g. 15/main",
 	};
 	int ok;
 
@@ -331,6 +354,7 @@ set_string(struct parser *p, const struct field *f, void *dst, const char *v,
 	case F_HOST: ok = util_valid_hostname(v); break;
 	case F_ADDR: ok = util_valid_ip(v); break;
 	case F_PATH: ok = util_valid_abspath(v); break;
+	case F_PGVC: ok = valid_pgcluster(v); break;
 	default: ok = 0; break;
 	}
 	if (!ok || strlen(v) >= f->size)
@@ -975,6 +999,12 @@ const char *
 cfg_role_name(enum cfg_role r)
 {
 	return (unsigned)r < 3 ? roles[r] : "?";
+}
+
+const char *
+cfg_layout_name(enum cfg_pg_layout l)
+{
+	return (unsigned)l < 3 ? layouts[l] : "?";
 }
 
 const char *

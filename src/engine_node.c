@@ -32,6 +32,9 @@ engine_node_vars(const struct engine_run *r, const struct cfg_node *n,
 {
 	const struct dbpki_cluster *c = r->c;
 	const struct cfg_node *p = cfg_primary(c);
+	/* The layout variables are decided on the node (common.sh), where
+	 * pg_lsclusters can see what "auto" is: keep that logic in one place. */
+	static const char *const tristate[] = {"auto", "yes", "no"};
 	char port[16], pport[16], nets[CFG_PATH * 2], rdir[CFG_PATH * 2];
 	char replicas[CFG_MAX_NODES * (CFG_NAME + 1)] = "";
 	size_t len;
@@ -63,6 +66,11 @@ engine_node_vars(const struct engine_run *r, const struct cfg_node *n,
 	    {"bindir", n->pg.bindir},
 	    {"cert_dir", n->pg.cert_dir},
 	    {"socket_dir", n->pg.socket_dir},
+	    {"layout", cfg_layout_name(n->pg.layout)},
+	    {"pg_cluster", n->pg.cluster},
+	    {"listen_localhost", tristate[n->pg.listen_localhost]},
+	    {"start_conf",
+		n->pg.start_conf == START_CONF_AUTO ? "auto" : "keep"},
 	    {"allowed_networks", nets},
 	    {"release_id", r->release_id},
 	    {"release_dir", rdir},

@@ -69,6 +69,53 @@ print_script(FILE *out, const struct engine_run *r, const struct cfg_node *n,
 	return rc;
 }
 
+void
+engine_layout_note(FILE *out, const struct cfg_node *n, const char *indent)
+{
+	static const char *const pgdata_boot =
+	    "nothing on the node starts this cluster at boot unless the "
+	    "operator's own service does";
+	char which[CFG_NAME + CFG_PATH + 32];
+
+	if (!cfg_is_database(n))
+		return;
+	if (n->pg.cluster[0] != '\0')
+		snprintf(which, sizeof(which), "cluster %s", n->pg.cluster);
+	else
+		snprintf(which, sizeof(which),
+		    "the cluster whose data directory "
+		    "is %s",
+		    n->pg.pgdata);
+	switch (n->pg.layout) {
+	case LAYOUT_DEBIAN:
+		fprintf(out,
+		    "%s%s: layout debian (postgresql-common, %s): an existing "
+		    "cluster is adopted, its data kept and it is restarted "
+		    "once; dbpki's settings go to its conf.d/dbpki.conf; it "
+		    "starts at boot as its start.conf says%s\n",
+		    indent, n->name, which,
+		    n->pg.start_conf == START_CONF_AUTO
+			? " (set to auto: start_conf = auto)"
+			: " (manual is reported and left alone)");
+		break;
+	case LAYOUT_PGDATA:
+		fprintf(out,
+		    "%s%s: layout pgdata (%s, started by pg_ctl): %s; an "
+		    "existing data directory is kept and restarted once, an "
+		    "empty one gets initdb\n",
+		    indent, n->name, n->pg.pgdata, pgdata_boot);
+		break;
+	default:
+		fprintf(out,
+		    "%s%s: layout auto, decided on the node: debian when "
+		    "pg_lsclusters lists %s (adopted, data kept, restarted "
+		    "once, started at boot as its start.conf says), otherwise "
+		    "pgdata (%s)\n",
+		    indent, n->name, which, pgdata_boot);
+		break;
+	}
+}
+
 static int
 print_step(FILE *out, const struct engine_run *r, int k, struct dbpki_err *e)
 {
@@ -134,6 +181,12 @@ engine_plan(const struct dbpki_cluster *c, const char *name, FILE *out,
 	    c->name, cfg_platform_name(c->platform), c->n_nodes, r->release_id);
 	/* Names clients dial that the store's certificates lack. */
 	engine_san_plan(out, c);
+	if (c->platform == PLATFORM_POSTGRES) {
+		fprintf(out, "how each database node's PostgreSQL is "
+			     "installed (docs/postgres-tls.md, Layouts):\n");
+		for (k = 0; k < c->n_nodes; k++)
+			engine_layout_note(out, &c->nodes[k], "  ");
+	}
 	for (k = 0; k < pb->n_steps && rc == 0; k++)
 		rc = print_step(out, r, k, e);
 out:

@@ -152,6 +152,8 @@ print_text(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 		if (cfg_is_database(n) && !s->pg_ok && s->pg_err[0] != '\0')
 			fprintf(out, "    postgres: %s\n", s->pg_err);
 		engine_san_status_text(out, c, n, &s->san);
+		if (c->platform == PLATFORM_POSTGRES)
+			engine_layout_note(out, n, "    ");
 	}
 }
 

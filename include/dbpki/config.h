@@ -24,6 +24,9 @@ enum cfg_platform { PLATFORM_POSTGRES, PLATFORM_CMS };
 enum cfg_role { ROLE_PRIMARY, ROLE_REPLICA, ROLE_CLIENT };
 enum cfg_key_alg { KEY_EC_P256, KEY_EC_P384, KEY_RSA_3072, KEY_RSA_4096 };
 enum cfg_server_mode { SERVER_PER_NODE, SERVER_SHARED };
+enum cfg_pg_layout { LAYOUT_AUTO, LAYOUT_DEBIAN, LAYOUT_PGDATA };
+enum cfg_tristate { TRI_AUTO, TRI_YES, TRI_NO };
+enum cfg_start_conf { START_CONF_KEEP, START_CONF_AUTO };
 enum cfg_hostkey_policy { HOSTKEY_STRICT, HOSTKEY_ACCEPT_NEW };
 
 /* Settings that [ssh] gives and a [node] may override. */
@@ -47,6 +50,12 @@ struct cfg_pg {
 	char socket_dir[CFG_PATH];
 	/* Comma-separated CIDRs; empty means "the inventory's node addresses". */
 	char allowed_networks[CFG_PATH];
+	/* How the node's PostgreSQL is installed (docs/postgres-tls.md):
+	 * auto is decided on the node (templates/postgres/common.sh). */
+	enum cfg_pg_layout layout;
+	char cluster[CFG_NAME]; /* debian: "15/main"; empty: found by pgdata */
+	enum cfg_tristate listen_localhost; /* auto: yes on debian only */
+	enum cfg_start_conf start_conf;     /* debian start.conf: keep|auto */
 };
 
 struct cfg_node {
@@ -129,6 +138,7 @@ const struct cfg_node *cfg_node_by_name(
     const struct dbpki_cluster *c, const char *name);
 int cfg_is_database(const struct cfg_node *n); /* primary or replica */
 const char *cfg_role_name(enum cfg_role r);
+const char *cfg_layout_name(enum cfg_pg_layout l);
 const char *cfg_platform_name(enum cfg_platform p);
 const char *cfg_key_name(enum cfg_key_alg a); /* "ec:P-256", ... */
 int cfg_parse_key(const char *s, enum cfg_key_alg *out);

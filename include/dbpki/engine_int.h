@@ -221,4 +221,10 @@ void engine_san_status_json(
  * store only. */
 void engine_san_plan(FILE *out, const struct dbpki_cluster *c);
 
+/* One line on how database node n's PostgreSQL is installed (its [postgres]
+ * layout) and what starts it at boot, for plan and status (engine_plan.c).
+ * "auto" is decided on the node (templates/postgres/common.sh). */
+void engine_layout_note(
+    FILE *out, const struct cfg_node *n, const char *indent);
+
 #endif

@@ -14,6 +14,10 @@ PGDATA={{pgdata}}
 BINDIR={{bindir}}
 CERT_DIR={{cert_dir}}
 SOCKET_DIR={{socket_dir}}
+LAYOUT={{layout}}
+PG_CLUSTER={{pg_cluster}}
+LISTEN_LOCALHOST={{listen_localhost}}
+START_CONF={{start_conf}}
 ALLOWED_NETWORKS={{allowed_networks}}
 RELEASE_ID={{release_id}}
 RELEASE_DIR={{release_dir}}
@@ -34,6 +38,107 @@ say() { printf '%s: %s\n' "$NODE" "$*"; }
 die() { printf '%s: error: %s\n' "$NODE" "$*" >&2; exit 1; }
 
 pg_running() { pg_ctl -D "$PGDATA" status >/dev/null 2>&1; }
+
+# ---- Layouts: everything that differs between the ways PostgreSQL is
+# installed lives here (docs/postgres-tls.md, "Layouts").  A new layout
+# (RHEL/PGDG: config inside PGDATA, a postgresql-15 unit) sets the same
+# variables and adds a case to pg_ctl_layout.
+#   pgdata: a bare data directory; dbpki's files in cert_dir, pg_ctl starts
+#           it, and nothing on the node starts it at boot.
+#   debian: a postgresql-common cluster (pg_lsclusters); config in
+#           /etc/postgresql/V/C, dbpki's settings in its conf.d, dbpki's
+#           rules in a marked block at the top of its hba file; started by
+#           pg_ctlcluster, on a systemd host by postgresql@V-C.
+# Sets PG_CONF_DIR (postgres -D for -C), CONF_FILE (dbpki's settings),
+# HBA_FILE, IDENT_FILE, PG_LOG, PGV, PGC.
+PG_CONF_DIR=$PGDATA
+CONF_FILE="$CERT_DIR/postgresql.dbpki.conf"
+HBA_FILE="$CERT_DIR/pg_hba.conf"
+IDENT_FILE="$CERT_DIR/pg_ident.conf"
+PGV= PGC=
+BEGIN_MARK="# BEGIN dbpki: managed by dbpki, rewritten whole; the admin's own rules follow '# END dbpki'"
+END_MARK='# END dbpki'
+detect_layout() {
+	[ "$ROLE" != client ] || return 0
+	line=
+	if command -v pg_lsclusters >/dev/null 2>&1; then
+		line=$(pg_lsclusters -h 2>/dev/null | awk -v d="$PGDATA" -v vc="$PG_CLUSTER" \
+			'(vc != "" ? $1 "/" $2 == vc : $6 == d) { print; exit }') || line=
+	fi
+	case $LAYOUT in
+	auto)
+		if [ -n "$line" ]; then LAYOUT=debian; else LAYOUT=pgdata; fi
+		;;
+	debian)
+		[ -n "$line" ] || die "layout = debian, but pg_lsclusters lists no cluster ${PG_CLUSTER:-with data directory $PGDATA} (create it with pg_createcluster, or set layout = pgdata)"
+		;;
+	esac
+	[ "$LAYOUT" = debian ] || return 0
+	set -- $line
+	PGV=$1 PGC=$2
+	[ "$6" = "$PGDATA" ] ||
+		die "cluster $PGV/$PGC keeps its data in $6, but the inventory's pgdata is $PGDATA; set pgdata = $6"
+	PG_CONF_DIR=/etc/postgresql/$PGV/$PGC
+	CONF_FILE=$PG_CONF_DIR/conf.d/dbpki.conf
+	PG_LOG=${7:-/var/log/postgresql/postgresql-$PGV-$PGC.log}
+	HBA_FILE=$(conf_value hba_file) || HBA_FILE=$PG_CONF_DIR/pg_hba.conf
+	IDENT_FILE=$(conf_value ident_file) || IDENT_FILE=$PG_CONF_DIR/pg_ident.conf
+}
+
+# The value postgres would use for $1 if it started now (read from the
+# files; works while the server runs).
+conf_value() { postgres -D "$PG_CONF_DIR" -C "$1" 2>/dev/null; }
+
+systemd_host() { [ -d /run/systemd/system ]; }
+
+# pg_ctl_layout start|stop|restart: the layout's own way.  On a systemd host
+# postgresql@V-C must stay in step with the server, and systemd refuses the
+# login user: `sudo -n systemctl` with the rule in docs/postgres-tls.md.
+pg_ctl_layout() {
+	case $LAYOUT in
+	debian)
+		if systemd_host; then
+			out=$(sudo -n systemctl "$1" "postgresql@$PGV-$PGC" 2>&1) ||
+				die "sudo -n systemctl $1 postgresql@$PGV-$PGC failed: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')(the login user needs the sudo rule of docs/postgres-tls.md; last lines of $PG_LOG: $(tail -n 3 "$PG_LOG" 2>/dev/null | tr '\n' ' '))"
+		else
+			case $1 in
+			start) set -- start ;;
+			*) set -- "$1" -m fast ;;
+			esac
+			out=$(pg_ctlcluster "$PGV" "$PGC" "$@" 2>&1) ||
+				die "pg_ctlcluster $PGV $PGC $1 failed: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')(last lines of $PG_LOG: $(tail -n 3 "$PG_LOG" 2>/dev/null | tr '\n' ' '))"
+		fi
+		;;
+	*)
+		case $1 in
+		start) pg_ctl -D "$PGDATA" -l "$PG_LOG" -w -t 120 start >/dev/null ;;
+		stop) pg_ctl -D "$PGDATA" -m fast -w -t 120 stop >/dev/null ;;
+		restart) pg_ctl -D "$PGDATA" -l "$PG_LOG" -m fast -w -t 120 restart >/dev/null ;;
+		esac || die "PostgreSQL did not $1; last lines of $PG_LOG: $(tail -n 5 "$PG_LOG" 2>/dev/null)"
+		;;
+	esac
+}
+
+# start.conf (debian): auto, unless something else (Pacemaker, Patroni)
+# starts the cluster and it says manual; dbpki then leaves it and says so,
+# and writes auto only when the inventory says start_conf = auto.
+check_start_conf() {
+	[ "$LAYOUT" = debian ] || return 0
+	sc=$PG_CONF_DIR/start.conf
+	v=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$sc" 2>/dev/null | tr -d '[:space:]')
+	case $v in
+	auto) ;;
+	*)
+		if [ "$START_CONF" = auto ]; then
+			cp -p "$sc" "$sc.dbpki-old-$(stamp)"
+			echo auto | atomic_write "$sc" 644
+			say "$sc said '$v': set to auto (start_conf = auto); the previous file is beside it"
+		else
+			say "warning: $sc says '${v:-nothing}': the cluster does not start at boot unless something else (Pacemaker, Patroni) starts it; left as it is (start_conf = auto in the inventory makes dbpki set it)"
+		fi
+		;;
+	esac
+}
 
 # The cluster's PostgreSQL over the node's own unix socket (peer auth).
 local_psql() {
@@ -113,8 +218,8 @@ switch_current() {
 # The last value the owner of postgresql.conf gave setting $1 (a number),
 # if any: dbpki raises limits, it never lowers one that a person set.
 user_setting() {
-	[ -f "$PGDATA/postgresql.conf" ] || return 0
-	grep -vF "$MARK" "$PGDATA/postgresql.conf" |
+	[ -f "$PG_CONF_DIR/postgresql.conf" ] || return 0
+	grep -vF "$MARK" "$PG_CONF_DIR/postgresql.conf" |
 		sed -n "s/^[[:space:]]*$1[[:space:]]*=\{0,1\}[[:space:]]*'\{0,1\}\([0-9][0-9]*\).*/\1/p" | tail -n 1
 }
 
@@ -139,23 +244,70 @@ replication_limits() {
 	echo "max_replication_slots = $(at_least max_replication_slots "$slots")"
 }
 
-# dbpki's own files: settings (included from postgresql.conf), pg_hba and
-# pg_ident.  The user's own lines are never edited; one include line that
-# carries $MARK is added at the end of postgresql.conf.
+# dbpki's rules, first in the hba file: TLS with a dbca client certificate
+# from the allowed networks.  Locally the login user only, by peer.
+hba_rules() {
+	if [ "$LAYOUT" = debian ]; then
+		# the cluster's other local users keep the admin's own rules
+		echo "local all $DB_USER peer map=dbpki"
+	else
+		echo "local all all peer map=dbpki"
+	fi
+	for net in $(printf '%s' "$ALLOWED_NETWORKS" | tr ',' ' '); do
+		echo "hostssl all $DB_USER $net cert clientcert=verify-full"
+		echo "hostssl replication $DB_USER $net cert clientcert=verify-full"
+		# application roles (dbpki issue-client): their certificate's
+		# CN is the role; replication stays the dbclient's alone
+		echo "hostssl all all $net cert clientcert=verify-full"
+	done
+}
+
+# write_block FILE: stdin (dbpki's lines) goes first in FILE between
+# BEGIN_MARK and END_MARK; every other line of FILE stays, in its order,
+# below.  The first change keeps the admin's file beside it.
+write_block() {
+	wb_body=$(cat)
+	[ -f "$1" ] || die "$1 is missing"
+	wb_rest=$(awk -v b="$BEGIN_MARK" -v e="$END_MARK" \
+		'$0 == b { skip = 1; next } skip && $0 == e { skip = 0; next } !skip' "$1")
+	wb_new=$(printf '%s\n%s\n%s\n' "$BEGIN_MARK" "$wb_body" "$END_MARK"; printf '%s\n' "$wb_rest")
+	[ "$wb_new" != "$(cat "$1")" ] || return 0
+	grep -qxF "$BEGIN_MARK" "$1" || cp -p "$1" "$1.dbpki-old-$(stamp)"
+	printf '%s\n' "$wb_new" | atomic_write "$1" "$(stat -c %a "$1")"
+}
+
+# dbpki's settings.  pgdata: a file in cert_dir included from
+# postgresql.conf (one marked line), pg_hba and pg_ident of its own.
+# debian: conf.d/dbpki.conf, and dbpki's block at the top of the cluster's
+# own hba and ident files.  The user's own lines are never edited.
+# Certificates are named through cert_dir/current, which stays in place
+# across reboots (a release directory may be removed by certs' cleanup).
 write_pg_conf() {
 	me=$(id -un)
-	# cert_dir may already hold files of the same names that a person
-	# wrote (a hand-built cluster): keep a copy of any not marked as ours.
-	for f in postgresql.dbpki.conf pg_hba.conf pg_ident.conf; do
-		if [ -f "$CERT_DIR/$f" ] && ! head -n 1 "$CERT_DIR/$f" | grep -qF "$MARK"; then
-			cp -p "$CERT_DIR/$f" "$CERT_DIR/$f.dbpki-old-$(stamp)"
-		fi
-	done
+	listen=$ADDRESS
+	case $LISTEN_LOCALHOST in
+	yes) listen="localhost,$ADDRESS" ;;
+	auto) [ "$LAYOUT" != debian ] || listen="localhost,$ADDRESS" ;;
+	esac
+	if [ "$LAYOUT" = pgdata ]; then
+		# cert_dir may already hold files of the same names that a
+		# person wrote (a hand-built cluster): keep a copy of any not
+		# marked as ours.
+		for f in postgresql.dbpki.conf pg_hba.conf pg_ident.conf; do
+			if [ -f "$CERT_DIR/$f" ] && ! head -n 1 "$CERT_DIR/$f" | grep -qF "$MARK"; then
+				cp -p "$CERT_DIR/$f" "$CERT_DIR/$f.dbpki-old-$(stamp)"
+			fi
+		done
+	else
+		mkdir -p "$PG_CONF_DIR/conf.d"
+	fi
 	{
 		echo "$MARK: settings for node $NODE of cluster $CLUSTER; rewritten by dbpki"
-		echo "listen_addresses = '$ADDRESS'"
+		echo "listen_addresses = '$listen'"
 		echo "port = $PORT"
-		echo "unix_socket_directories = '$SOCKET_DIR'"
+		# debian: the cluster's own socket directories (pg_ctlcluster
+		# and local clients rely on them); socket_dir names one
+		[ "$LAYOUT" = debian ] || echo "unix_socket_directories = '$SOCKET_DIR'"
 		echo "ssl = on"
 		echo "ssl_min_protocol_version = 'TLSv1.2'"
 		# Replicas that clone at the same time, or catch up after a
@@ -172,22 +324,22 @@ write_pg_conf() {
 		else
 			echo "ssl_crl_file = ''"
 		fi
-		echo "hba_file = '$CERT_DIR/pg_hba.conf'"
-		echo "ident_file = '$CERT_DIR/pg_ident.conf'"
+		if [ "$LAYOUT" = pgdata ]; then
+			echo "hba_file = '$CERT_DIR/pg_hba.conf'"
+			echo "ident_file = '$CERT_DIR/pg_ident.conf'"
+		fi
 		if [ "$ROLE" = replica ]; then
 			echo "primary_conninfo = '$(primary_conninfo)'"
 		fi
-	} | atomic_write "$CERT_DIR/postgresql.dbpki.conf" 600
+	} | atomic_write "$CONF_FILE" 600
+	if [ "$LAYOUT" = debian ]; then
+		hba_rules | write_block "$HBA_FILE"
+		printf '%s\n' "dbpki $me $DB_USER" "dbpki $me $me" | write_block "$IDENT_FILE"
+		return 0
+	fi
 	{
 		echo "$MARK: only TLS with a client certificate from dbca gets in"
-		echo "local all all peer map=dbpki"
-		for net in $(printf '%s' "$ALLOWED_NETWORKS" | tr ',' ' '); do
-			echo "hostssl all $DB_USER $net cert clientcert=verify-full"
-			echo "hostssl replication $DB_USER $net cert clientcert=verify-full"
-			# application roles (dbpki issue-client): their certificate's
-			# CN is the role; replication stays the dbclient's alone
-			echo "hostssl all all $net cert clientcert=verify-full"
-		done
+		hba_rules
 	} | atomic_write "$CERT_DIR/pg_hba.conf" 600
 	{
 		echo "$MARK"
@@ -208,6 +360,39 @@ write_pg_conf() {
 	fi
 }
 
+# The names dbpki's settings file sets.
+conf_keys() { sed -n 's/^\([a-z_]*\) = .*/\1/p' "$CONF_FILE"; }
+# Those PostgreSQL must take from it (DBPKI_KEYS; the replication limits
+# may come from the owner's ALTER SYSTEM, see replication_limits).
+sql_list() { conf_keys | grep -Ex "$DBPKI_KEYS" | sed "s/.*/'&'/" | paste -sd, -; }
+
+# debian, while the server runs and before any restart: a line read after
+# dbpki's conf.d file (postgresql.conf below include_dir, a later conf.d
+# file) that sets one of its settings is refused with its file:line;
+# postgresql.auto.conf's are removed by neutralise_auto_conf.
+check_overrides() {
+	[ "$LAYOUT" = debian ] && pg_running || return 0
+	neutralise_auto_conf
+	# pg_file_settings parses the files as they are now: no reload needed
+	bad=$(local_psql -w -c "SELECT f.sourcefile || ':' || f.sourceline || ' sets ' || f.name
+		FROM pg_file_settings f WHERE f.name IN ($(sql_list)) AND f.seqno >
+		(SELECT max(g.seqno) FROM pg_file_settings g WHERE g.name = f.name AND g.sourcefile = '$CONF_FILE')
+		AND f.sourcefile <> '$PGDATA/postgresql.auto.conf'" </dev/null 2>/dev/null) || return 0
+	[ -z "$bad" ] ||
+		die "a line read after dbpki's $CONF_FILE overrides it: $(printf '%s' "$bad" | tr '\n' ';'); remove that line and rerun (PostgreSQL was NOT restarted)"
+}
+
+# debian, once the server runs: every dbpki setting in effect comes from
+# dbpki's file (pg_settings.sourcefile), or the run stops naming file:line.
+verify_sources() {
+	[ "$LAYOUT" = debian ] || return 0
+	bad=$(local_psql -c "SELECT name || ' comes from ' || coalesce(sourcefile || ':' || sourceline, source)
+		FROM pg_settings WHERE name IN ($(sql_list)) AND coalesce(sourcefile, '') <> '$CONF_FILE'") ||
+		die "cannot read pg_settings over $SOCKET_DIR"
+	[ -z "$bad" ] ||
+		die "dbpki's settings in $CONF_FILE are not in effect: $(printf '%s' "$bad" | tr '\n' ';'); remove the overriding line and rerun"
+}
+
 # ALTER SYSTEM writes postgresql.auto.conf, which PostgreSQL reads after
 # postgresql.conf and so after dbpki's include: a hand-built cluster's
 # ssl_cert_file or primary_conninfo there would win over dbpki's.  Those
@@ -223,15 +408,12 @@ neutralise_auto_conf() {
 }
 
 pg_start() {
-	pg_ctl -D "$PGDATA" -l "$PG_LOG" -w -t 120 start >/dev/null ||
-		die "PostgreSQL did not start; last lines of $PG_LOG: $(tail -n 5 "$PG_LOG" 2>/dev/null)"
+	pg_ctl_layout start
 	wait_ready
 }
 
 pg_stop() {
-	if pg_running; then
-		pg_ctl -D "$PGDATA" -m fast -w -t 120 stop >/dev/null || die "PostgreSQL did not stop"
-	fi
+	! pg_running || pg_ctl_layout stop
 }
 
 # Move a data directory aside, never delete it.  -T: onto that new name
@@ -250,6 +432,8 @@ dir_empty() { [ ! -d "$1" ] || [ -z "$(ls -A "$1")" ]; }
 # primary's only downtime, and it is measured.
 configure_primary() {
 	write_pg_conf
+	check_start_conf
+	check_overrides
 	if pg_running; then
 		# A checkpoint now, while the server still serves, leaves little
 		# for the shutdown checkpoint: a shorter restart.  Best effort
@@ -257,8 +441,7 @@ configure_primary() {
 		# prompt would read this script's stdin.
 		local_psql -w -c CHECKPOINT </dev/null >/dev/null 2>&1 || true
 		t0=$(date +%s%N)
-		pg_ctl -D "$PGDATA" -l "$PG_LOG" -m fast -w -t 120 restart >/dev/null ||
-			die "PostgreSQL did not restart; last lines of $PG_LOG: $(tail -n 5 "$PG_LOG")"
+		pg_ctl_layout restart
 		wait_ready
 		t1=$(date +%s%N)
 		# The engine reports this figure in its summary and JSON.
@@ -270,4 +453,7 @@ configure_primary() {
 	fi
 	[ "$(local_psql -c 'SELECT pg_is_in_recovery()')" = f ] ||
 		die "PostgreSQL is in recovery, not a primary"
+	verify_sources
 }
+
+detect_layout

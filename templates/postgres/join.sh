@@ -16,9 +16,23 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
 elif ! dir_empty "$PGDATA"; then
 	move_aside
 fi
+# After a failed join the old data directory is where move_aside put it;
+# one command puts it back (docs/postgres-tls.md, "Restore after a failed
+# join").  The debian cluster stays listed by pg_lsclusters throughout:
+# its configuration in /etc is never moved.
+restore_hint() {
+	[ -n "${aside:-}" ] || return 0
+	if [ "$LAYOUT" = debian ]; then
+		printf '; the old data directory is %s, and cluster %s/%s is still listed: to put it back, run on %s as %s (root on a systemd host):  pg_ctlcluster %s %s stop; { [ ! -e %s ] || mv -T %s %s.dbpki-failed-$(date -u +%%Y%%m%%dT%%H%%M%%SZ); } && mv -T %s %s && pg_ctlcluster %s %s start' \
+			"$aside" "$PGV" "$PGC" "$NODE" "$(id -un)" "$PGV" "$PGC" "$PGDATA" "$PGDATA" "$PGDATA" "$aside" "$PGDATA" "$PGV" "$PGC"
+	else
+		printf '; the old data directory is %s (to restore it: mv -T %s %s once %s is out of the way)' \
+			"$aside" "$aside" "$PGDATA" "$PGDATA"
+	fi
+}
 clone() {
 	pg_basebackup -D "$PGDATA" -X stream -c fast -d "$CONN" >"$CERT_DIR/basebackup.log" 2>&1 ||
-		die "pg_basebackup from $PRIMARY_HOST failed: $(tail -n 3 "$CERT_DIR/basebackup.log")"
+		die "pg_basebackup from $PRIMARY_HOST failed: $(tail -n 3 "$CERT_DIR/basebackup.log")$(restore_hint)"
 	chmod 700 "$PGDATA"
 	say "cloned from $PRIMARY_HOST"
 }
@@ -33,6 +47,7 @@ start_standby() {
 	neutralise_auto_conf
 	touch "$PGDATA/standby.signal"
 	write_pg_conf
+	check_start_conf
 	log_from=$(($(wc -c 2>/dev/null <"$PG_LOG" || echo 0) + 1))
 	pg_start
 	[ "$(local_psql -c 'SELECT pg_is_in_recovery()')" = t ] || die "not in recovery after start"
@@ -45,7 +60,7 @@ start_standby() {
 		[ -z "$why" ] || return 1
 		n=$((n + 1))
 		[ "$n" -lt 120 ] ||
-			die "not streaming from $PRIMARY_HOST after 60 s; see $PG_LOG. If this data directory cannot catch up, move $PGDATA aside and run again: join then clones"
+			die "not streaming from $PRIMARY_HOST after 60 s; see $PG_LOG. If this data directory cannot catch up, move $PGDATA aside and run again: join then clones$(restore_hint)"
 		sleep 0.5
 	done
 	return 0
@@ -55,12 +70,13 @@ if [ "$keep" = 0 ]; then
 	clone
 fi
 if ! start_standby; then
-	[ "$keep" = 1 ] || die "a fresh clone cannot stream: $why; see $PG_LOG"
+	[ "$keep" = 1 ] || die "a fresh clone cannot stream: $why; see $PG_LOG$(restore_hint)"
 	say "cannot catch up ($why): cloning again"
 	pg_stop
 	move_aside
 	clone
-	start_standby || die "a fresh clone cannot stream: $why; see $PG_LOG"
+	start_standby || die "a fresh clone cannot stream: $why; see $PG_LOG$(restore_hint)"
 fi
+verify_sources
 say "streaming from $PRIMARY_HOST"
 echo "$SENTINEL"

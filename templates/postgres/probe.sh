@@ -17,7 +17,7 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
 	timeline=$(word "$(field "Latest checkpoint's TimeLineID")")
 	# Would the files load if the server restarted now?  (rotate restarts
 	# the primary: a typo there must stop it before anything changes.)
-	if cerr=$(postgres -D "$PGDATA" -C port 2>&1 >/dev/null); then
+	if cerr=$(postgres -D "$PG_CONF_DIR" -C port 2>&1 >/dev/null); then
 		conf=ok
 	else
 		conf=bad
@@ -52,6 +52,6 @@ if [ -s "$PGDATA/PG_VERSION" ]; then
 elif pg_running; then
 	running=yes
 fi
-say "data=$data running=$running state=$state"
-echo "DBPKI-PROBE data=$data running=$running sql=$sql recovery=$recovery timeline=${timeline:--} state=${state:-unknown} sysid=${sysid:--} signal=$signal receiver=${receiver:--} conf=$conf"
+say "layout=$LAYOUT${PGV:+ cluster $PGV/$PGC} data=$data running=$running state=$state"
+echo "DBPKI-PROBE data=$data running=$running sql=$sql recovery=$recovery timeline=${timeline:--} state=${state:-unknown} sysid=${sysid:--} signal=$signal receiver=${receiver:--} conf=$conf layout=$LAYOUT"
 echo "$SENTINEL"

@@ -37,7 +37,7 @@ script() {
 	cat "$tpl_root/templates/postgres/common.sh" "$1" >"$work/tpl.sh"
 	"$render" "$work/tpl.sh" node db1 role primary cluster c1 host db1.test \
 		address 127.0.80.11 port 5432 pgdata "$work/pgdata" bindir /usr/bin \
-		cert_dir "$C" socket_dir "$work" allowed_networks 127.0.0.0/8 \
+		cert_dir "$C" socket_dir "$work" layout pgdata pg_cluster "" listen_localhost auto start_conf keep allowed_networks 127.0.0.0/8 \
 		release_id r1 release_dir "$C/releases/r1" db_user postgres \
 		primary_host db1.test primary_address 127.0.80.11 primary_port 5432 \
 		replicas '' sentinel DBPKI-STEP-OK >"$work/script.sh" ||

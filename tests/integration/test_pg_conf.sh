@@ -28,7 +28,7 @@ limits() {
 	printf '%s\n' "# the owner's settings" "$@" >"$d/pgdata/postgresql.conf"
 	"$render" "$work/t.sh" node node1 role primary cluster c host db1.example.com \
 		address 127.0.0.1 port 5432 pgdata "$d/pgdata" bindir /usr/bin \
-		cert_dir "$d/certs" socket_dir "$d" allowed_networks 127.0.0.1/32 \
+		cert_dir "$d/certs" socket_dir "$d" layout pgdata pg_cluster "" listen_localhost auto start_conf keep allowed_networks 127.0.0.1/32 \
 		release_id r1 release_dir "$d/certs/releases/r1" db_user dbclient \
 		primary_host db1.example.com primary_address 127.0.0.1 primary_port 5432 \
 		replicas "$replicas" sentinel END run_id x >"$d/script.sh" ||
