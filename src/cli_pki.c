@@ -20,10 +20,13 @@ static const char usage_ca[] =
     "       dbpki ca import -c INVENTORY --cert PEM\n"
     "       dbpki ca export -c INVENTORY --out PATH\n"
     "       dbpki ca rollover -c INVENTORY [--stage 1|2|3]\n"
+    "       dbpki ca passwd -c INVENTORY [--old-passphrase-file PATH]\n"
     "\n"
     "init creates the cluster CA (dbca) in state_dir/ca: a key of [ca] key\n"
     "and a self-signed certificate valid for [ca] validity.  With [ca]\n"
-    "passphrase_file or passphrase_env the key is encrypted at rest.\n"
+    "passphrase_file or passphrase_env the key is encrypted at rest\n"
+    "(PBKDF2-HMAC-SHA256, 600000 iterations; passphrase >= 16 bytes);\n"
+    "a key in clear is warned about unless [ca] plaintext_key = accepted.\n"
     "An existing CA is never overwritten (exit 1).\n"
     "\n"
     "import makes a corporate root, or a chain (lowest CA first, root\n"
@@ -47,6 +50,11 @@ static const char usage_ca[] =
     "stage 3 the old CA leaves the bundles and is archived.  Each stage is\n"
     "verified; one that needs the previous one refuses (exit 2).  Without\n"
     "--stage: every stage not done yet.  See docs/ca-rollover.md.\n"
+    "\n"
+    "passwd re-encrypts the CA key(s) (ca/dbca.key, ca/next/dbca.key)\n"
+    "with the configured passphrase and the current KDF: a key in clear,\n"
+    "one of an earlier release (2048 iterations), or a new passphrase\n"
+    "(the old one from --old-passphrase-file).  See docs/ca-key.md.\n"
     "\n"
     "Exit 4 when export or rollover find no dbca (run: dbpki ca init -c\n"
     "INVENTORY).  See docs/corporate-ca.md.\n";
@@ -141,7 +149,7 @@ bad_usage(const char *text, const char *why)
 /* ---- ca ---------------------------------------------------------------- */
 
 struct ca_opts {
-	const char *inv, *cert, *out, *action;
+	const char *inv, *cert, *out, *action, *old_pass;
 	int stage; /* rollover: 1..3, 0 all; -1 not given */
 };
 
@@ -160,6 +168,7 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 	    {"cert", required_argument, NULL, 'C'},
 	    {"out", required_argument, NULL, 'o'},
 	    {"stage", required_argument, NULL, 's'},
+	    {"old-passphrase-file", required_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -171,6 +180,7 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 		case 'c': o->inv = optarg; break;
 		case 'C': o->cert = optarg; break;
 		case 'o': o->out = optarg; break;
+		case 'P': o->old_pass = optarg; break;
 		case 's':
 			if ((o->stage = parse_stage(optarg)) < 0)
 				return bad_usage(
@@ -180,9 +190,15 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 		}
 	}
 	if (optind + 1 != argc)
-		return bad_usage(usage_ca, "ca: give one action: init, import "
-					   "or export");
+		return bad_usage(usage_ca, "ca: give one action: init, import, "
+					   "export, rollover or passwd");
 	o->action = argv[optind];
+	if (o->old_pass != NULL && strcmp(o->action, "passwd") != 0)
+		return bad_usage(
+		    usage_ca, "ca: --old-passphrase-file is for passwd only");
+	if (strcmp(o->action, "passwd") == 0 && o->cert == NULL &&
+	    o->out == NULL && o->stage < 0)
+		return -1;
 	if (strcmp(o->action, "rollover") == 0 && o->cert == NULL &&
 	    o->out == NULL) {
 		if (o->stage < 0)
@@ -206,12 +222,28 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 static int
 ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
 {
+	char warn[CFG_PATH + 256];
+
 	if (pki_ca_init(c, e) != 0)
 		return e->code;
 	log_info("created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
 	    c->state_dir, c->state_dir,
 	    c->ca_passphrase_file[0] || c->ca_passphrase_env[0] ? ", encrypted"
 								: "");
+	if (pki_ca_key_warning(c, warn, sizeof(warn)))
+		log_warn("%s", warn);
+	return 0;
+}
+
+static int
+ca_passwd(
+    const struct dbpki_cluster *c, const char *old_pass, struct dbpki_err *e)
+{
+	int n = 0;
+
+	if (pki_ca_passwd(c, old_pass, &n, e) != 0)
+		return e->code;
+	log_info("%d CA key%s re-encrypted", n, n == 1 ? "" : "s");
 	return 0;
 }
 
@@ -233,11 +265,15 @@ ca_run(
 	/* init and import write the store: under its lock, like every
 	 * writer (a second one exits 5 rather than race this one). */
 	if ((r = engine_store_lock(c,
-		 strcmp(o->action, "import") == 0 ? "ca import" : "ca init",
+		 strcmp(o->action, "import") == 0   ? "ca import"
+		 : strcmp(o->action, "passwd") == 0 ? "ca passwd"
+						    : "ca init",
 		 &lock, e)) != 0)
 		return r;
 	if (strcmp(o->action, "import") == 0)
 		r = pki_ca_import(c, o->cert, e);
+	else if (strcmp(o->action, "passwd") == 0)
+		r = ca_passwd(c, o->old_pass, e);
 	else
 		r = ca_init(c, e);
 	engine_lock_release(&lock);
@@ -247,7 +283,7 @@ ca_run(
 int
 cli_ca(int argc, char **argv)
 {
-	struct ca_opts o = {NULL, NULL, NULL, NULL, -1};
+	struct ca_opts o = {NULL, NULL, NULL, NULL, NULL, -1};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
 	int rc;

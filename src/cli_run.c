@@ -203,10 +203,13 @@ cli_status(int argc, char **argv)
 	struct dbpki_cluster *c;
 	struct dbpki_err e;
 	struct run_args a;
+	char warn[CFG_PATH + 256];
 	int rc;
 
 	if (prepare(argc, argv, usage, 0, &a, &c, &rc))
 		return rc;
+	if (pki_ca_key_warning(c, warn, sizeof(warn)))
+		log_warn("%s", warn);
 	err_clear(&e);
 	rc = engine_status(c, a.o.json, stdout, &e) == 0 ? EXIT_DONE
 							 : cli_fail(&e);

@@ -55,6 +55,7 @@ static const char *const platforms[] = {"postgres", "cms", NULL};
 static const char *const roles[] = {"primary", "replica", "client", NULL};
 static const char *const modes[] = {"per-node", "shared", NULL};
 static const char *const policies[] = {"strict", "accept-new", NULL};
+static const char *const plaintext_opts[] = {"warn", "accepted", NULL};
 static const char *const layouts[] = {"auto", "debian", "pgdata", NULL};
 static const char *const tristate[] = {"auto", "yes", "no", NULL};
 static const char *const start_confs[] = {"keep", "auto", NULL};
@@ -97,6 +98,7 @@ static const struct field fields[] = {
     SEC("ca", "validity", F_DURATION, ca_validity, DAY, 100 * 365 * DAY, NULL),
     SEC("ca", "passphrase_file", F_PATH, ca_passphrase_file, 0, 0, NULL),
     SEC("ca", "passphrase_env", F_ENVNAME, ca_passphrase_env, 0, 0, NULL),
+    SEC("ca", "plaintext_key", F_ENUM, ca_plaintext_key, 0, 0, plaintext_opts),
     SEC("ca", "crl_validity", F_DURATION, ca_crl_validity, DAY, 3650 * DAY,
 	NULL),
     SEC("server", "key", F_KEY, server_key, 0, 0, NULL),

@@ -566,12 +566,21 @@ finish(struct check_run *r, FILE *out)
 {
 	struct prom_arg pa;
 	struct dbpki_err e;
+	char kw[CHECK_MSG];
 	size_t len;
 	int i;
 
 	if (r->o->warning != NULL) {
 		r->st = CHECK_WARNING;
 		snprintf(r->extra, sizeof(r->extra), "%.500s", r->o->warning);
+	}
+	/* A CA key in clear or under a weak KDF: an upgrade's WARNING with
+	 * the command that fixes it (dbpki ca passwd), never a failure. */
+	if (pki_ca_key_warning(r->c, kw, sizeof(kw))) {
+		r->st = CHECK_WARNING;
+		len = strlen(r->extra);
+		snprintf(r->extra + len, sizeof(r->extra) - len, "%s%s",
+		    len ? "; " : "", kw);
 	}
 	for (i = 0; i < r->s->n; i++) {
 		judge_cert(r, &r->s->v[i], &r->v[i]);

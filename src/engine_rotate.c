@@ -91,7 +91,10 @@ new_ca(const struct dbpki_cluster *c, const char *why, X509 *old,
 	int rc;
 
 	util_iso8601(pki_cert_not_after(old), when);
-	if ((rc = pki_ca_archive(c, dir, e)) != 0)
+	/* A passphrase too short for a new key is refused before the old
+	 * CA is archived, not after. */
+	if ((rc = pki_ca_pass_ready(c, e)) != 0 ||
+	    (rc = pki_ca_archive(c, dir, e)) != 0)
 		return rc;
 	log_warn("!!! the store's dbca %s %s: it is archived in %s (kept, "
 		 "never deleted) and a NEW dbca is created now; every node "

@@ -267,33 +267,40 @@ pki_entry_fill(
 	util_fmt(ent->subject, sizeof(ent->subject), "CN=%s", cn);
 }
 
+/* A passphrase file: private, not a symlink, one line, no NUL. */
+static int
+pass_file(const char *path, const char *what, char **out, struct dbpki_err *e)
+{
+	size_t len = 0;
+	int r;
+
+	if ((r = util_read_file(path, 4096, UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK,
+		 out, &len, e)) != 0)
+		return err_wrap(e, "%s", what);
+	if (len > 0 && (*out)[len - 1] == '\n')
+		(*out)[--len] = '\0';
+	if (len > 0 && (*out)[len - 1] == '\r')
+		(*out)[--len] = '\0';
+	if (len == 0 || strlen(*out) != len) {
+		util_freezero(*out, len + 1);
+		*out = NULL;
+		return err_set(e, DBPKI_E_CONFIG,
+		    "%s: the passphrase "
+		    "is empty or contains a NUL byte",
+		    path);
+	}
+	return 0;
+}
+
 int
 pki_passphrase(const struct dbpki_cluster *c, char **out, struct dbpki_err *e)
 {
 	const char *env;
-	size_t len = 0;
-	int r;
 
 	*out = NULL;
-	if (c->ca_passphrase_file[0] != '\0') {
-		if ((r = util_read_file(c->ca_passphrase_file, 4096,
-			 UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK, out, &len, e)) !=
-		    0)
-			return err_wrap(e, "[ca] passphrase_file");
-		if (len > 0 && (*out)[len - 1] == '\n')
-			(*out)[--len] = '\0';
-		if (len > 0 && (*out)[len - 1] == '\r')
-			(*out)[--len] = '\0';
-		if (len == 0 || strlen(*out) != len) {
-			util_freezero(*out, len + 1);
-			*out = NULL;
-			return err_set(e, DBPKI_E_CONFIG,
-			    "%s: the passphrase "
-			    "is empty or contains a NUL byte",
-			    c->ca_passphrase_file);
-		}
-		return 0;
-	}
+	if (c->ca_passphrase_file[0] != '\0')
+		return pass_file(
+		    c->ca_passphrase_file, "[ca] passphrase_file", out, e);
 	if (c->ca_passphrase_env[0] == '\0')
 		return 0;
 	env = getenv(c->ca_passphrase_env);
@@ -494,6 +501,228 @@ out:
 		util_freezero(pass, strlen(pass) + 1);
 	pki_ca_free(ca);
 	return r;
+}
+
+/* ---- the CA key at rest (docs/ca-key.md) --------------------------------- */
+
+int
+pki_ca_pass_ready(const struct dbpki_cluster *c, struct dbpki_err *e)
+{
+	char *pass = NULL;
+	int r;
+
+	if ((r = pki_passphrase(c, &pass, e)) != 0 || pass == NULL)
+		return r;
+	r = pki_pass_check(pass, "[ca] passphrase_file or passphrase_env", e);
+	util_freezero(pass, strlen(pass) + 1);
+	return r;
+}
+
+/* The CA keys of the store: ca/dbca.key, and ca/next/dbca.key during a
+ * rollover.  1 if the i-th exists (its path in p), 0 if not, -1 past the
+ * end. */
+static int
+ca_key_path(const struct dbpki_cluster *c, int i, char p[CFG_PATH])
+{
+	static const char *const keys[] = {
+	    "ca/dbca.key", PKI_ROLLOVER_NEXT "/dbca.key"};
+	struct stat st;
+
+	if (i >= (int)(sizeof(keys) / sizeof(keys[0])))
+		return -1;
+	if (pki_store_path(c, p, "%s", keys[i]) != 0)
+		return 0;
+	return lstat(p, &st) == 0;
+}
+
+/* Re-encrypt one key file with pass (decrypted with old); atomic.  The
+ * new bytes are decrypted and compared before they replace the file. */
+static int
+passwd_one(
+    const char *path, const char *old, const char *pass, struct dbpki_err *e)
+{
+	unsigned char *kpem = NULL;
+	char *buf = NULL;
+	size_t len = 0, klen = 0;
+	EVP_PKEY *k = NULL, *k2 = NULL;
+	int r;
+
+	if ((r = util_read_file(path, UTIL_MAX_INPUT,
+		 UTIL_RF_PRIVATE | UTIL_RF_NOSYMLINK, &buf, &len, e)) != 0)
+		return r;
+	if ((r = pki_key_from_pem(buf, len, old, path, &k, e)) != 0 ||
+	    (r = pki_key_to_pem(k, pass, &kpem, &klen, e)) != 0 ||
+	    (r = pki_key_from_pem(kpem, klen, pass, path, &k2, e)) != 0)
+		goto out;
+	if (EVP_PKEY_eq(k, k2) != 1) {
+		r = err_set(e, DBPKI_E_INTERNAL,
+		    "%s: the re-encrypted key does not decrypt to the same "
+		    "key; "
+		    "nothing was changed",
+		    path);
+		goto out;
+	}
+	r = util_write_atomic(path, kpem, klen, 0600, e);
+out:
+	util_freezero(buf, len + 1);
+	if (kpem != NULL)
+		util_freezero(kpem, klen + 1);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(k2);
+	return r;
+}
+
+int
+pki_ca_passwd(const struct dbpki_cluster *c, const char *old_file, int *n_done,
+    struct dbpki_err *e)
+{
+	char p[CFG_PATH], *pass = NULL, *old = NULL;
+	int i, x, r;
+
+	*n_done = 0;
+	if ((r = pki_passphrase(c, &pass, e)) != 0)
+		return r;
+	if (pass == NULL)
+		return err_set(e, DBPKI_E_CONFIG,
+		    "ca passwd: no passphrase is configured; set [ca] "
+		    "passphrase_file (or passphrase_env) to the new passphrase "
+		    "(at least %d bytes) first",
+		    PKI_PASS_MIN);
+	if (strlen(pass) < PKI_PASS_MIN) {
+		r = err_set(e, DBPKI_E_CONFIG,
+		    "ca passwd: the configured passphrase has %zu bytes, at "
+		    "least %d are needed; keep it in a 0600 file, write a "
+		    "longer one to [ca] passphrase_file (e.g. `openssl rand "
+		    "-base64 24`) and run: dbpki ca passwd -c %s "
+		    "--old-passphrase-file OLDFILE",
+		    strlen(pass), PKI_PASS_MIN,
+		    c->path[0] != '\0' ? c->path : "INI");
+		goto out;
+	}
+	if (old_file != NULL &&
+	    (r = pass_file(old_file, "--old-passphrase-file", &old, e)) != 0)
+		goto out;
+	/* Each key is checked and replaced atomically on its own: should
+	 * the second fail, the first is done and a rerun with the same
+	 * --old-passphrase-file finishes (a key already on the new
+	 * passphrase is refused with "wrong passphrase"; rerun without). */
+	for (i = 0; (x = ca_key_path(c, i, p)) >= 0; i++) {
+		if (x == 0)
+			continue;
+		if ((r = passwd_one(p, old != NULL ? old : pass, pass, e)) !=
+		    0) {
+			if (r == DBPKI_E_PKI && old == NULL)
+				err_wrap(e,
+				    "ca passwd (a new passphrase? give the old "
+				    "one with --old-passphrase-file)");
+			goto out;
+		}
+		log_info("re-encrypted %s (PBKDF2-HMAC-SHA256, %d iterations, "
+			 "AES-256-CBC)",
+		    p, PKI_KDF_ITER);
+		++*n_done;
+	}
+	if (*n_done == 0)
+		r = err_set(e, DBPKI_E_NOCA,
+		    "no CA key in %s/ca; nothing to re-encrypt", c->state_dir);
+out:
+	if (pass != NULL)
+		util_freezero(pass, strlen(pass) + 1);
+	if (old != NULL)
+		util_freezero(old, strlen(old) + 1);
+	return r;
+}
+
+/* The configured passphrase's length, without keeping it: -1 when it
+ * cannot be read (not configured, unreadable for this user). */
+static long
+pass_length(const struct dbpki_cluster *c)
+{
+	struct dbpki_err e;
+	char *pass = NULL;
+	long n;
+
+	err_clear(&e);
+	if (pki_passphrase(c, &pass, &e) != 0 || pass == NULL)
+		return -1;
+	n = (long)strlen(pass);
+	util_freezero(pass, (size_t)n + 1);
+	return n;
+}
+
+int
+pki_ca_key_warning(const struct dbpki_cluster *c, char *out, size_t outsz)
+{
+	struct pki_key_prot kp;
+	char p[CFG_PATH], *buf = NULL;
+	const char *inv = c->path[0] != '\0' ? c->path : "INI";
+	size_t len = 0;
+	struct dbpki_err e;
+	int i, x, seen = 0, exists = 0;
+	long plen;
+
+	out[0] = '\0';
+	for (i = 0; (x = ca_key_path(c, i, p)) >= 0; i++) {
+		if (x == 0)
+			continue;
+		exists = 1;
+		err_clear(&e);
+		/* The monitoring user may not read the key (0600): the
+		 * inventory then tells whether it is encrypted. */
+		if (util_read_file(p, UTIL_MAX_INPUT, UTIL_RF_NOSYMLINK, &buf,
+			&len, &e) != 0)
+			continue;
+		x = pki_key_protection(buf, len, &kp);
+		util_freezero(buf, len + 1);
+		buf = NULL;
+		if (x != 0)
+			continue;
+		seen = 1;
+		if (!kp.encrypted && c->ca_plaintext_key == 0) {
+			util_fmt(out, outsz,
+			    "the CA key %s is stored in clear; set [ca] "
+			    "passphrase_file and run: dbpki ca passwd -c %s "
+			    "(or accept it: [ca] plaintext_key = accepted)",
+			    p, inv);
+			return 1;
+		}
+		if (kp.encrypted && !kp.strong) {
+			if (kp.iter > 0)
+				util_fmt(out, outsz,
+				    "the CA key %s is encrypted with a weak "
+				    "KDF (PBKDF2, %ld iterations); run: dbpki "
+				    "ca passwd -c %s",
+				    p, kp.iter, inv);
+			else
+				util_fmt(out, outsz,
+				    "the CA key %s is encrypted with a weak "
+				    "KDF (%s); run: dbpki ca passwd -c %s",
+				    p, kp.kdf, inv);
+			return 1;
+		}
+	}
+	if (!seen && c->ca_plaintext_key == 0 &&
+	    c->ca_passphrase_file[0] == '\0' &&
+	    c->ca_passphrase_env[0] == '\0' && exists) {
+		util_fmt(out, outsz,
+		    "the CA key is stored in clear (no [ca] passphrase_file "
+		    "or passphrase_env); set one and run: dbpki ca passwd -c "
+		    "%s (or accept it: [ca] plaintext_key = accepted)",
+		    inv);
+		return 1;
+	}
+	if ((plen = pass_length(c)) >= 0 && plen < PKI_PASS_MIN) {
+		util_fmt(out, outsz,
+		    "the CA passphrase has %ld bytes (a new key needs %d); "
+		    "write a longer one to [ca] %s and run: dbpki ca passwd "
+		    "-c %s --old-passphrase-file OLD",
+		    plen, PKI_PASS_MIN,
+		    c->ca_passphrase_file[0] ? "passphrase_file"
+					     : "passphrase_env",
+		    inv);
+		return 1;
+	}
+	return 0;
 }
 
 /* ---- what an interrupted writer left behind ------------------------------ */

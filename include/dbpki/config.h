@@ -88,6 +88,8 @@ struct dbpki_cluster {
 	int64_t ca_validity;               /* seconds */
 	char ca_passphrase_file[CFG_PATH]; /* optional */
 	char ca_passphrase_env[CFG_NAME];  /* optional: name of an env var */
+	int ca_plaintext_key; /* 0 "warn", 1 "accepted": a CA key in clear
+				 is deliberate, no warning (docs/ca-key.md) */
 	int64_t ca_crl_validity; /* CRL nextUpdate - thisUpdate, seconds */
 
 	/* [server] */

@@ -56,8 +56,34 @@ void pki_key_describe(
  * RSA 4096, SHA-256 otherwise. */
 const EVP_MD *pki_key_digest(const EVP_PKEY *signer);
 
-/* Encode a private key as PEM PKCS#8; with a non-NULL pass, encrypted with
- * AES-256-CBC (PBKDF2).  *out is a heap buffer of *len bytes that the
+/* A new encrypted key: PBES2, PBKDF2-HMAC-SHA256 with PKI_KDF_ITER
+ * iterations, AES-256-CBC; its passphrase has at least PKI_PASS_MIN bytes.
+ * Older keys (2048 iterations, shorter passphrases) still decrypt; `check`
+ * warns about them and `ca passwd` re-encrypts (docs/ca-key.md). */
+#define PKI_KDF_ITER 600000
+#define PKI_PASS_MIN 16
+
+/* 0 if pass is long enough for a new key; else DBPKI_E_CONFIG naming
+ * `what` and the minimum. */
+int pki_pass_check(const char *pass, const char *what, struct dbpki_err *e);
+
+/* How a PEM private key is protected, read from its header alone (no
+ * passphrase, no KDF run).  kdf: "none", "pbkdf2", "scrypt", "pbes1",
+ * "pbes2" (another KDF), "openssl-legacy"; strong: scrypt, or PBKDF2 with
+ * at least PKI_KDF_ITER iterations.  -1 if buf is no PEM private key. */
+struct pki_key_prot {
+	int encrypted, strong;
+	long iter; /* PBKDF2's count; 0 otherwise */
+	const char *kdf;
+};
+int pki_key_protection(const void *buf, size_t len, struct pki_key_prot *p);
+
+/* pki_key_load_pem keeps each encrypted key it decrypted for the rest of
+ * the process (decrypt once per run); this drops them. */
+void pki_key_cache_clear(void);
+
+/* Encode a private key as PEM PKCS#8; with a non-NULL pass (at least
+ * PKI_PASS_MIN bytes, else DBPKI_E_CONFIG), encrypted as above.  *out is a heap buffer of *len bytes that the
  * caller frees with util_freezero(*out, *len). */
 int pki_key_to_pem(EVP_PKEY *k, const char *pass, unsigned char **out,
     size_t *len, struct dbpki_err *e);
@@ -284,6 +310,27 @@ int pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e);
  * `dbpki ca init -c FILE`) when there is none.  Free with pki_ca_free. */
 int pki_ca_load(
     const struct dbpki_cluster *c, struct pki_ca **out, struct dbpki_err *e);
+
+/* `ca passwd` (docs/ca-key.md): re-encrypt every CA key of the store
+ * (ca/dbca.key, ca/next/dbca.key) with the configured passphrase (at
+ * least PKI_PASS_MIN bytes) and the current KDF, each atomically.  Keys
+ * are decrypted with the passphrase of old_file when not NULL, else the
+ * configured one; a key in clear needs none.  *n_done: keys rewritten.
+ * The caller holds the store lock. */
+int pki_ca_passwd(const struct dbpki_cluster *c, const char *old_file,
+    int *n_done, struct dbpki_err *e);
+
+/* 0 if a new CA key can be written: no passphrase configured, or one
+ * of at least PKI_PASS_MIN bytes.  For callers that must know before
+ * they change anything (rotate archives the old CA first). */
+int pki_ca_pass_ready(const struct dbpki_cluster *c, struct dbpki_err *e);
+
+/* What `ca init`, `status` and `check` warn about (1, text in out; else
+ * 0): a CA key in clear (unless [ca] plaintext_key = accepted), one
+ * encrypted with a weak KDF, a passphrase shorter than PKI_PASS_MIN.
+ * Reads only key headers (no KDF run); a key this user may not read is
+ * judged from the inventory. */
+int pki_ca_key_warning(const struct dbpki_cluster *c, char *out, size_t outsz);
 
 /* Load only the CA certificate (no passphrase needed). */
 int pki_ca_load_cert(

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <valgrind/valgrind.h>
+
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,6 +327,10 @@ test_encrypted_ca_key(void **state)
 	char extra[256], p[CFG_PATH], *pem = NULL;
 	size_t len = 0;
 
+	/* The slow KDF: under valgrind test_pki_key covers it once. */
+	if (RUNNING_ON_VALGRIND)
+		skip();
+
 	write_pass(f, "pass", "correct horse battery\n", 0600);
 	snprintf(extra, sizeof(extra), "passphrase_file = %s/pass", f->dir);
 	load(f, "3650d", extra, "ec:P-256", "per-node", "db2.example.com");
@@ -359,6 +365,10 @@ test_encrypted_ca_key_env(void **state)
 {
 	struct fx *f = *state;
 	struct pki_ca *ca = NULL;
+
+	/* The slow KDF: under valgrind test_pki_key covers it once. */
+	if (RUNNING_ON_VALGRIND)
+		skip();
 
 	setenv("DBPKI_TEST_CA_PASS", "from the environment", 1);
 	load(f, "3650d", "passphrase_env = DBPKI_TEST_CA_PASS", "ec:P-256",
