@@ -49,8 +49,9 @@ run_unit() {
 run_integration() {
 	# A test that runs make (test_install, test_fresh_root) must see what a
 	# user's shell has, not the variables of the make that called us: under
-	# `make check-asan-all` MAKEFLAGS carries SAN=1 and BUILD=build-asan.
-	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+	# `make check-asan-all`, make exports its command line (SAN=1,
+	# BUILD=build-asan, OPT) both in MAKEFLAGS and as plain variables.
+	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES BUILD SAN OPT EXTRA_CFLAGS
 	export DBPKI_ROOT="$root"
 	export DBPKI="$root/$build/dbpki"
 	export DBPKI_BUILD="$root/$build"
