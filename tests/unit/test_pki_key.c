@@ -68,7 +68,7 @@ read_pbkdf2(
 }
 
 /* The one valgrind test on a key with the slow KDF: encrypt once, decrypt
- * with a wrong and the right passphrase. */
+ * with a wrong (not under valgrind) and the right passphrase. */
 static void
 test_new_key_kdf(void **state)
 {
@@ -95,11 +95,15 @@ test_new_key_kdf(void **state)
 	assert_true(kp.encrypted && kp.strong);
 	assert_string_equal(kp.kdf, "pbkdf2");
 	assert_int_equal(kp.iter, iter);
-	assert_int_equal(
-	    pki_key_from_pem(pem, len, "sixteen bytes!!?", "k", &back, &e),
-	    DBPKI_E_PKI);
-	assert_non_null(strstr(e.msg, "wrong passphrase"));
-	assert_null(back);
+	/* Under valgrind each KDF run takes about half a minute: there the
+	 * round trip only (a wrong passphrase runs the same code). */
+	if (!RUNNING_ON_VALGRIND) {
+		assert_int_equal(pki_key_from_pem(pem, len, "sixteen bytes!!?",
+				     "k", &back, &e),
+		    DBPKI_E_PKI);
+		assert_non_null(strstr(e.msg, "wrong passphrase"));
+		assert_null(back);
+	}
 	ok(&e, pki_key_from_pem(pem, len, pass, "k", &back, &e));
 	assert_int_equal(EVP_PKEY_eq(k, back), 1);
 	util_freezero(pem, len + 1);
