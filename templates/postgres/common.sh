@@ -382,6 +382,25 @@ check_overrides() {
 		die "a line read after dbpki's $CONF_FILE overrides it: $(printf '%s' "$bad" | tr '\n' ';'); remove that line and rerun (PostgreSQL was NOT restarted)"
 }
 
+# debian: apply what write_pg_conf wrote by a reload, and say whether that
+# was enough (0) or a setting PostgreSQL reads only at start changed (1,
+# $pending names them).  A second bootstrap, and every certificate-only
+# change, ends here without a restart.
+reload_enough() {
+	pending=
+	[ "$LAYOUT" = debian ] && pg_running || return 1
+	t0=$(local_psql -w -c 'SELECT pg_conf_load_time()' </dev/null 2>/dev/null) || return 1
+	[ "$(local_psql -w -c 'SELECT pg_reload_conf()' </dev/null 2>/dev/null)" = t ] || return 1
+	n=0
+	while [ "$(local_psql -w -c 'SELECT pg_conf_load_time()' </dev/null 2>/dev/null)" = "$t0" ]; do
+		n=$((n + 1))
+		[ "$n" -lt 100 ] || return 1
+		sleep 0.2
+	done
+	pending=$(local_psql -w -c "SELECT string_agg(name, ',') FROM pg_settings WHERE pending_restart" </dev/null) || return 1
+	[ -z "$pending" ]
+}
+
 # debian, once the server runs: every dbpki setting in effect comes from
 # dbpki's file (pg_settings.sourcefile), or the run stops naming file:line.
 verify_sources() {
@@ -434,7 +453,10 @@ configure_primary() {
 	write_pg_conf
 	check_start_conf
 	check_overrides
-	if pg_running; then
+	if reload_enough; then
+		say "settings in effect after a reload: not restarted"
+	elif pg_running; then
+		[ -z "$pending" ] || say "$pending changed: a restart is needed"
 		# A checkpoint now, while the server still serves, leaves little
 		# for the shutdown checkpoint: a shorter restart.  Best effort
 		# (the user's pg_hba.conf may not let us in); -w: a password

@@ -1,7 +1,32 @@
 # join (replica): clone from the primary over verify-full with the dbclient
 # certificate, or keep a data directory that already belongs to it.
-pg_stop
 CONN=$(primary_conninfo)
+# debian: a running standby of this primary whose new settings a reload
+# applies keeps running (a second bootstrap changes nothing); anything
+# else goes the long way below.
+if [ "$LAYOUT" = debian ] && pg_running && [ -f "$PGDATA/standby.signal" ]; then
+	mine=$(pg_controldata "$PGDATA" | sed -n 's/^Database system identifier: *//p')
+	theirs=$(psql -X -At -d "$CONN replication=database" -c IDENTIFY_SYSTEM 2>/dev/null | cut -d'|' -f1) || theirs=
+	if [ -n "$mine" ] && [ "$mine" = "$theirs" ]; then
+		neutralise_auto_conf
+		write_pg_conf
+		check_start_conf
+		if reload_enough; then
+			n=0
+			while [ "$(local_psql -c 'SELECT status FROM pg_stat_wal_receiver' 2>/dev/null || true)" != streaming ] && [ "$n" -lt 60 ]; do
+				n=$((n + 1))
+				sleep 0.5
+			done
+			if [ "$n" -lt 60 ]; then
+				verify_sources
+				say "streaming from $PRIMARY_HOST (kept running: its settings took effect by a reload)"
+				echo "$SENTINEL"
+				exit 0
+			fi
+		fi
+	fi
+fi
+pg_stop
 keep=0
 if [ -s "$PGDATA/PG_VERSION" ]; then
 	mine=$(pg_controldata "$PGDATA" | sed -n 's/^Database system identifier: *//p')

@@ -1,7 +1,11 @@
 # remove: leave any earlier cluster membership behind; nothing is deleted.
 case $ROLE in
 replica)
-	if pg_running; then
+	if [ "$LAYOUT" = debian ] && pg_running; then
+		# join keeps a running standby of this primary as it is (a
+		# second bootstrap changes nothing) and stops anything else
+		say "left running: join keeps it if it is a standby of $PRIMARY_HOST, otherwise stops it"
+	elif pg_running; then
 		pg_stop
 		say "stopped PostgreSQL: its streaming configuration is no longer active (data kept)"
 	else
