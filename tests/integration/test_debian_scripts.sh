@@ -54,7 +54,7 @@ node() {
 		{ [ -z '$sd' ] || mkdir -p /run/systemd/system; } && sh '$work/t.sh'" >"$work/out" 2>"$work/err"
 }
 reset_node() {
-	rm -rf "$etc/15/main" "$run"/* "$work/calls" "$work"/*.fail
+	rm -rf "$etc/15/main" "${run:?}"/* "$work/calls" "$work"/*.fail
 	mkdir -p "$etc/15/main/conf.d"
 	printf '%s\n' "# the admin's hba" "local all postgres peer" "host all all 127.0.0.1/32 scram-sha-256" \
 		"host all app 10.0.0.0/8 scram-sha-256" >"$etc/15/main/pg_hba.conf"
