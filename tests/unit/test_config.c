@@ -86,6 +86,60 @@ test_valid_inventory(void **state)
 }
 
 /* An override given before the [ssh] section still wins over it. */
+/* [postgres] layout and its companions (issue 15): defaults, a node's own
+ * value over the section's, and refusals naming the accepted values. */
+static void
+test_pg_layout(void **state)
+{
+	const char *ini =
+	    "[cluster]\nname=x\nstate_dir=/s\n"
+	    "[postgres]\nlayout=debian\ncluster=15/main\n"
+	    "[node a]\nhost=a\naddress=127.0.0.1\nrole=primary\n"
+	    "[node b]\nhost=b\naddress=127.0.0.2\nrole=replica\n"
+	    "layout=pgdata\nlisten_localhost=yes\nstart_conf=auto\n"
+	    "[ssh]\nknown_hosts=/k\n";
+	static const char *const bad[][2] = {
+	    {"layout=rhel", "is not one of: auto, debian, pgdata"},
+	    {"cluster=main", "VERSION/NAME as pg_lsclusters lists it"},
+	    {"cluster=15 main", "VERSION/NAME as pg_lsclusters lists it"},
+	    {"cluster=15/../x", "VERSION/NAME as pg_lsclusters lists it"},
+	    {"cluster=x15/main", "VERSION/NAME as pg_lsclusters lists it"},
+	    {"listen_localhost=maybe", "is not one of: auto, yes, no"},
+	    {"start_conf=manual", "is not one of: keep, auto"},
+	};
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	char buf[512];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(cfg_load_string("t.ini", ini, c, &e), 0);
+	assert_int_equal(c->nodes[0].pg.layout, LAYOUT_DEBIAN);
+	assert_string_equal(c->nodes[0].pg.cluster, "15/main");
+	assert_int_equal(c->nodes[0].pg.listen_localhost, TRI_AUTO);
+	assert_int_equal(c->nodes[0].pg.start_conf, START_CONF_KEEP);
+	assert_int_equal(c->nodes[1].pg.layout, LAYOUT_PGDATA);
+	assert_int_equal(c->nodes[1].pg.listen_localhost, TRI_YES);
+	assert_int_equal(c->nodes[1].pg.start_conf, START_CONF_AUTO);
+	assert_string_equal(cfg_layout_name(c->nodes[1].pg.layout), "pgdata");
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(buf, sizeof(buf),
+		    "[cluster]\nname=x\nstate_dir=/s\n[postgres]\n%s\n"
+		    "[node a]\nhost=a\naddress=127.0.0.1\nrole=primary\n"
+		    "[ssh]\nknown_hosts=/k\n",
+		    bad[i][0]);
+		err_clear(&e);
+		if (cfg_load_string("t.ini", buf, c, &e) != DBPKI_E_CONFIG ||
+		    strstr(e.msg, bad[i][1]) == NULL) {
+			print_error("%s: expected '%s', got: %s\n", bad[i][0],
+			    bad[i][1], e.msg);
+			free(c);
+			fail();
+		}
+	}
+	free(c);
+}
+
 static void
 test_override_order(void **state)
 {
@@ -612,6 +666,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_valid_inventory),
 	    cmocka_unit_test(test_override_order),
+	    cmocka_unit_test(test_pg_layout),
 	    cmocka_unit_test(test_bad_inventories),
 	    cmocka_unit_test(test_long_line),
 	    cmocka_unit_test(test_no_nodes),
