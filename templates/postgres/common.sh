@@ -91,6 +91,17 @@ conf_value() { postgres -D "$PG_CONF_DIR" -C "$1" 2>/dev/null; }
 
 systemd_host() { [ -d /run/systemd/system ]; }
 
+# Before anything changes on a node that will need start/stop/restart: on a
+# debian systemd host the sudo rule must be there (sudo -n -l asks without
+# running anything, and never prompts).
+need_ctl() {
+	[ "$LAYOUT" = debian ] && systemd_host || return 0
+	for a in start stop restart; do
+		sudo -n -l /usr/bin/systemctl "$a" "postgresql@$PGV-$PGC" >/dev/null 2>&1 ||
+			die "$(id -un) may not run 'sudo -n systemctl $a postgresql@$PGV-$PGC' here (a systemd host: pg_ctlcluster hands it to systemd); add the sudo rule of docs/postgres-tls.md (\"The sudo rule on a systemd host\") and rerun; nothing was changed"
+	done
+}
+
 # pg_ctl_layout start|stop|restart: the layout's own way.  On a systemd host
 # postgresql@V-C must stay in step with the server, and systemd refuses the
 # login user: `sudo -n systemctl` with the rule in docs/postgres-tls.md.
@@ -374,6 +385,9 @@ check_overrides() {
 	[ "$LAYOUT" = debian ] && pg_running || return 0
 	neutralise_auto_conf
 	# pg_file_settings parses the files as they are now: no reload needed
+	read=$(local_psql -w -c "SELECT count(*) FROM pg_file_settings WHERE sourcefile = '$CONF_FILE'" </dev/null 2>/dev/null) || return 0
+	[ "$read" != 0 ] ||
+		die "PostgreSQL does not read $CONF_FILE: $PG_CONF_DIR/postgresql.conf has no include_dir = 'conf.d' (Debian's default has it); add it and rerun (PostgreSQL was NOT restarted)"
 	bad=$(local_psql -w -c "SELECT f.sourcefile || ':' || f.sourceline || ' sets ' || f.name
 		FROM pg_file_settings f WHERE f.name IN ($(sql_list)) AND f.seqno >
 		(SELECT max(g.seqno) FROM pg_file_settings g WHERE g.name = f.name AND g.sourcefile = '$CONF_FILE')
@@ -450,6 +464,7 @@ dir_empty() { [ ! -d "$1" ] || [ -z "$(ls -A "$1")" ]; }
 # Apply dbpki's settings to the primary and (re)start it; the restart is the
 # primary's only downtime, and it is measured.
 configure_primary() {
+	need_ctl
 	write_pg_conf
 	check_start_conf
 	check_overrides

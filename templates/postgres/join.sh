@@ -1,5 +1,6 @@
 # join (replica): clone from the primary over verify-full with the dbclient
 # certificate, or keep a data directory that already belongs to it.
+need_ctl
 CONN=$(primary_conninfo)
 # debian: a running standby of this primary whose new settings a reload
 # applies keeps running (a second bootstrap changes nothing); anything

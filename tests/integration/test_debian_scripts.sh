@@ -146,3 +146,19 @@ touch "$work/sudo.fail"
 grep -q "sudo -n systemctl restart postgresql@15-main failed: sudo: a password is required.*sudo rule of docs/postgres-tls.md" "$work/err" ||
 	fail "a refused sudo: $(cat "$work/err")"
 echo "ok: pg_ctlcluster, or sudo -n systemctl on a systemd host; a refused sudo names the rule"
+
+# 5. need_ctl: on a systemd host, the sudo rule is asked for (sudo -n -l)
+# before anything changes; elsewhere nothing is asked.
+reset_node
+render auto "" auto keep 'need_ctl; echo checked'
+node || fail "need_ctl without systemd: $(cat "$work/err")"
+[ ! -f "$work/calls" ] || fail "need_ctl asked sudo on a host without systemd: $(cat "$work/calls")"
+node systemd || fail "need_ctl: $(cat "$work/err")"
+printf '%s\n' "sudo -n -l /usr/bin/systemctl start postgresql@15-main" "sudo -n -l /usr/bin/systemctl stop postgresql@15-main" \
+	"sudo -n -l /usr/bin/systemctl restart postgresql@15-main" | cmp -s - "$work/calls" || fail "need_ctl asked: $(cat "$work/calls")"
+touch "$work/sudo.fail"
+! node systemd || fail "need_ctl passed without the sudo rule"
+grep -q "may not run 'sudo -n systemctl start postgresql@15-main' here.*add the sudo rule of docs/postgres-tls.md.*nothing was changed" "$work/err" ||
+	fail "need_ctl without the rule: $(cat "$work/err")"
+! grep -q checked "$work/out" || fail "need_ctl did not stop the script"
+echo "ok: on a systemd host the sudo rule is checked (sudo -n -l) before anything changes"
