@@ -18,7 +18,7 @@ DESTDIR ?=
 
 CC ?= cc
 BUILD ?= build
-PKGS := libssl libcrypto libpq libssh2 inih
+PKGS := libssl libcrypto libpq libssh2 inih libp11 p11-kit-1
 
 OPT ?= -O2 -g
 # A distribution build clears it (make WERROR=): a newer compiler's new

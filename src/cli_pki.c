@@ -226,10 +226,17 @@ ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
 
 	if (pki_ca_init(c, e) != 0)
 		return e->code;
-	log_info("created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
-	    c->state_dir, c->state_dir,
-	    c->ca_passphrase_file[0] || c->ca_passphrase_env[0] ? ", encrypted"
-								: "");
+	if (c->ca_key.uri[0] != '\0')
+		log_info("created the CA: %s/ca/dbca.crt (key: on the token, "
+			 "not extractable: %s)",
+		    c->state_dir, c->ca_key.uri);
+	else
+		log_info(
+		    "created the CA: %s/ca/dbca.crt (key: %s/ca/dbca.key%s)",
+		    c->state_dir, c->state_dir,
+		    c->ca_passphrase_file[0] || c->ca_passphrase_env[0]
+			? ", encrypted"
+			: "");
 	if (pki_ca_key_warning(c, warn, sizeof(warn)))
 		log_warn("%s", warn);
 	return 0;

@@ -99,6 +99,8 @@ static const struct field fields[] = {
     SEC("ca", "passphrase_file", F_PATH, ca_passphrase_file, 0, 0, NULL),
     SEC("ca", "passphrase_env", F_ENVNAME, ca_passphrase_env, 0, 0, NULL),
     SEC("ca", "plaintext_key", F_ENUM, ca_plaintext_key, 0, 0, plaintext_opts),
+    SEC("ca", "pin_file", F_PATH, ca_pin_file, 0, 0, NULL),
+    SEC("ca", "token_key_type", F_KEY, ca_token_key_type, 0, 0, NULL),
     SEC("ca", "crl_validity", F_DURATION, ca_crl_validity, DAY, 3650 * DAY,
 	NULL),
     SEC("server", "key", F_KEY, server_key, 0, 0, NULL),
@@ -395,6 +397,31 @@ duration_fail(struct parser *p, const struct field *f, int line,
 	    where, v, lo, hi);
 }
 
+/* An RFC 7512 URI: printable ASCII without spaces, quotes or backslashes,
+ * no pin-value (a PIN in the inventory; [ca] pin_file holds it). */
+static int
+set_p11_uri(struct parser *p, void *dst, const char *v, int line,
+    const char *where)
+{
+	struct cfg_keyspec *k = dst;
+	const char *s;
+
+	for (s = v; *s != '\0'; s++)
+		if (*s <= ' ' || *s > '~' || strchr("\"'\\`", *s) != NULL)
+			return pfail(p, line,
+			    "%s: the pkcs11: URI has a space, quote or "
+			    "control character; percent-encode it (RFC 7512)",
+			    where);
+	if (strstr(v, "pin-value=") != NULL)
+		return pfail(p, line,
+		    "%s: no pin-value in the URI; put the PIN in [ca] "
+		    "pin_file (0600)",
+		    where);
+	if (util_fmt(k->uri, sizeof(k->uri), "%s", v) != 0)
+		return pfail(p, line, "%s: the URI is too long", where);
+	return 1;
+}
+
 static int
 set_field(struct parser *p, const struct field *f, void *dst, const char *v,
     int line, const char *where)
@@ -418,6 +445,10 @@ set_field(struct parser *p, const struct field *f, void *dst, const char *v,
 		*(int *)dst = (int)n;
 		return 1;
 	case F_KEY:
+		/* Only the CA's key may live on a token (docs/ca-key.md). */
+		if (strncmp(v, "pkcs11:", 7) == 0 &&
+		    strcmp(f->section, "ca") == 0 && strcmp(f->key, "key") == 0)
+			return set_p11_uri(p, dst, v, line, where);
 		if (cfg_parse_key(v, &((struct cfg_keyspec *)dst)->alg) != 0)
 			return pfail(p, line,
 			    "%s: '%.100s' is not an accepted key: use "
@@ -678,6 +709,7 @@ set_defaults(struct dbpki_cluster *c)
 	c->renew_before = 30 * DAY;
 	c->parallel = 16;
 	c->ca_key.alg = KEY_EC_P256;
+	c->ca_token_key_type.alg = KEY_EC_P256;
 	c->ca_validity = 3650 * DAY;
 	/* Longer than renew_before and check's warning (30d), so a CRL that
 	 * renew refreshes in time never alarms (docs/revocation.md). */
@@ -831,6 +863,17 @@ check_cluster(struct parser *p)
 		return pfail(p, 0,
 		    "[ca]: give passphrase_file or passphrase_env, "
 		    "not both");
+	if (c->ca_key.uri[0] != '\0' && c->ca_pin_file[0] == '\0')
+		return pfail(p, 0,
+		    "[ca] key = pkcs11:...: set pin_file too (the token's "
+		    "PIN, a 0600 file)");
+	if (c->ca_key.uri[0] == '\0' && c->ca_pin_file[0] != '\0')
+		return pfail(p, 0, "[ca] pin_file is for a pkcs11: key only");
+	if (c->ca_key.uri[0] != '\0' &&
+	    (c->ca_passphrase_file[0] != '\0' || c->ca_passphrase_env[0] != '\0'))
+		return pfail(p, 0,
+		    "[ca]: a pkcs11: key has no passphrase (drop "
+		    "passphrase_file/passphrase_env; the PIN is pin_file)");
 	if (c->platform == PLATFORM_CMS)
 		return check_cms(p);
 	return 1;
@@ -957,6 +1000,10 @@ cfg_check_trust(const struct dbpki_cluster *c, int flags, struct dbpki_err *e)
 	if (c->ca_passphrase_file[0] != '\0' &&
 	    (r = util_trust_path(
 		 c->ca_passphrase_file, "[ca] passphrase_file", flags, e)) != 0)
+		return r;
+	if (c->ca_pin_file[0] != '\0' &&
+	    (r = util_trust_path(c->ca_pin_file, "[ca] pin_file", flags, e)) !=
+		0)
 		return r;
 	if ((r = trust_ssh(&c->ssh, "[ssh]", flags, e)) != 0)
 		return r;

@@ -93,6 +93,7 @@ pki_ca_archive(
 	 * usable CA"; a key left without its certificate would block
 	 * `ca init` with a confusing message. */
 	if ((r = move_one(c, out, "dbca.key", &moved, e)) != 0 ||
+	    (r = move_one(c, out, PKI_CA_P11_REF, &moved, e)) != 0 ||
 	    (r = move_one(c, out, "dbca.crt", &moved, e)) != 0)
 		return err_wrap(e, "archiving the CA");
 	if ((r = util_fsync_dir(out, e)) != 0 ||

@@ -315,11 +315,11 @@ next_path(const struct dbpki_cluster *c, char p[CFG_PATH], const char *name,
 static int
 next_ca_create(const struct dbpki_cluster *c, X509 **out, struct dbpki_err *e)
 {
+	struct pki_cakey_new nk = {0};
 	struct pki_spec *s = NULL;
-	char p[CFG_PATH], day[32], *pass = NULL;
-	unsigned char *kpem = NULL, *cpem = NULL;
-	size_t klen = 0, clen = 0;
-	EVP_PKEY *k = NULL;
+	char p[CFG_PATH], day[32], stamp[UTIL_STAMP_LEN], uri[CFG_PATH];
+	unsigned char *cpem = NULL;
+	size_t clen = 0;
 	int r;
 
 	*out = NULL;
@@ -334,28 +334,39 @@ next_ca_create(const struct dbpki_cluster *c, X509 **out, struct dbpki_err *e)
 		r = err_set(e, DBPKI_E_INTERNAL, "CA name too long");
 		goto out;
 	}
-	if ((r = pki_passphrase(c, &pass, e)) != 0 ||
-	    (r = pki_key_generate(c->ca_key.alg, &k, e)) != 0 ||
-	    (r = pki_cert_build(s, k, NULL, k, out, e)) != 0 ||
-	    (r = pki_key_to_pem(k, pass, &kpem, &klen, e)) != 0 ||
+	/* A token key: the same token, the inventory's label with the time
+	 * appended (dbca-20261204T175300Z), so the old key stays usable
+	 * until stage 3 and two rollovers never collide. */
+	if (c->ca_key.uri[0] != '\0') {
+		util_stamp(stamp);
+		stamp[16] = '\0'; /* YYYYMMDDTHHMMSSZ */
+		if (pki_p11_derive(c->ca_key.uri, stamp, uri, sizeof(uri)) !=
+		    0) {
+			r = err_set(e, DBPKI_E_CONFIG,
+			    "[ca] key: the URI names no object=");
+			goto out;
+		}
+	}
+	if ((r = pki_ca_pass_ready(c, e)) != 0 ||
+	    (r = pki_cakey_generate(
+		 c, c->ca_key.uri[0] != '\0' ? uri : NULL, &nk, e)) != 0 ||
+	    (r = pki_cert_build(s, nk.k, NULL, nk.k, out, e)) != 0 ||
 	    (r = pki_cert_to_pem(*out, &cpem, &clen, e)) != 0)
 		goto out;
 	/* Key first, as for ca init: a certificate is never without it. */
 	if ((r = next_path(c, p, "", e)) != 0 ||
 	    (r = util_mkdirs(p, 0700, e)) != 0 ||
-	    (r = next_path(c, p, "/dbca.key", e)) != 0 ||
-	    (r = util_write_atomic(p, kpem, klen, 0600, e)) != 0 ||
+	    (r = next_path(c, p, "/", e)) != 0 ||
+	    (r = util_fmt(
+		 p + strlen(p), CFG_PATH - strlen(p), "%s", nk.name)) != 0 ||
+	    (r = util_write_atomic(p, nk.blob, nk.len, nk.mode, e)) != 0 ||
 	    (r = next_path(c, p, "/dbca.crt", e)) != 0)
 		goto out;
 	r = util_write_atomic(p, cpem, clen, 0644, e);
 out:
-	if (pass != NULL)
-		util_freezero(pass, strlen(pass) + 1);
-	if (kpem != NULL)
-		util_freezero(kpem, klen + 1);
+	pki_cakey_new_free(&nk);
 	free(cpem);
 	free(s);
-	EVP_PKEY_free(k);
 	if (r != 0) {
 		X509_free(*out);
 		*out = NULL;
@@ -490,6 +501,7 @@ pki_rollover_finish(const struct dbpki_cluster *c, struct pki_rollover *ro,
 	/* Key first: ca/dbca.crt without its key would be a CA that cannot
 	 * sign. */
 	if ((r = move_next(c, "dbca.key", e)) != 0 ||
+	    (r = move_next(c, PKI_CA_P11_REF, e)) != 0 ||
 	    (r = move_next(c, "dbca.crt", e)) != 0 ||
 	    (r = record_new_ca(c, ro, e)) != 0)
 		return err_wrap(e, "stage 3: making the new CA the store's");

@@ -343,6 +343,87 @@ ca_paths(const struct dbpki_cluster *c, char crt[CFG_PATH], char key[CFG_PATH],
 	return 0;
 }
 
+/* ---- the one CA key interface (pki.h) ------------------------------------ */
+
+int
+pki_cakey_generate(const struct dbpki_cluster *c, const char *uri,
+    struct pki_cakey_new *nk, struct dbpki_err *e)
+{
+	char *pass = NULL;
+	size_t n;
+	int r;
+
+	memset(nk, 0, sizeof(*nk));
+	if (uri != NULL) {
+		if ((r = pki_p11_generate(
+			 c, uri, c->ca_token_key_type.alg, &nk->k, e)) != 0)
+			return r;
+		n = strlen(uri);
+		if ((nk->blob = malloc(n + 2)) == NULL) {
+			pki_cakey_new_free(nk);
+			return err_set(e, DBPKI_E_NOMEM, "out of memory");
+		}
+		memcpy(nk->blob, uri, n);
+		memcpy(nk->blob + n, "\n", 2);
+		nk->len = n + 1;
+		nk->name = PKI_CA_P11_REF;
+		nk->mode = 0644;
+		return 0;
+	}
+	nk->name = "dbca.key";
+	nk->mode = 0600;
+	if ((r = pki_passphrase(c, &pass, e)) != 0 ||
+	    (r = pki_key_generate(c->ca_key.alg, &nk->k, e)) != 0 ||
+	    (r = pki_key_to_pem(nk->k, pass, &nk->blob, &nk->len, e)) != 0)
+		pki_cakey_new_free(nk);
+	if (pass != NULL)
+		util_freezero(pass, strlen(pass) + 1);
+	return r;
+}
+
+void
+pki_cakey_new_free(struct pki_cakey_new *nk)
+{
+	EVP_PKEY_free(nk->k);
+	if (nk->blob != NULL)
+		util_freezero(nk->blob, nk->len + 1);
+	nk->k = NULL;
+	nk->blob = NULL;
+	nk->len = 0;
+}
+
+int
+pki_cakey_load(const struct dbpki_cluster *c, const char *dir, EVP_PKEY **out,
+    struct dbpki_err *e)
+{
+	char p[CFG_PATH], *uri = NULL, *pass = NULL;
+	size_t len = 0;
+	struct stat st;
+	int r;
+
+	*out = NULL;
+	if (pki_store_path(c, p, "%s/%s", dir, PKI_CA_P11_REF) != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if (lstat(p, &st) == 0) {
+		if ((r = util_read_file(p, CFG_PATH,
+			 UTIL_RF_NOSYMLINK | UTIL_RF_NOTWRITABLE, &uri, &len,
+			 e)) != 0)
+			return r;
+		while (len > 0 && uri[len - 1] == '\n')
+			uri[--len] = '\0';
+		r = pki_p11_load(c, uri, out, e);
+		free(uri);
+		return r;
+	}
+	if (pki_store_path(c, p, "%s/dbca.key", dir) != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if ((r = pki_passphrase(c, &pass, e)) == 0)
+		r = pki_key_load_pem(p, pass, out, e);
+	if (pass != NULL)
+		util_freezero(pass, strlen(pass) + 1);
+	return r;
+}
+
 static int
 write_pem(const char *path, const unsigned char *buf, size_t len, mode_t mode,
     struct dbpki_err *e)
@@ -374,7 +455,8 @@ record_cert(const struct dbpki_cluster *c, X509 *x, const unsigned char *pem,
 }
 
 static int
-ca_refuse_existing(const char *crt, const char *key, struct dbpki_err *e)
+ca_refuse_existing(
+    const char *crt, const char *key, const char *ref, struct dbpki_err *e)
 {
 	struct stat st;
 
@@ -385,30 +467,34 @@ ca_refuse_existing(const char *crt, const char *key, struct dbpki_err *e)
 		    "cluster depends on it). Use it as is, or move the "
 		    "state_dir away to start over",
 		    crt);
-	if (lstat(key, &st) == 0)
+	if (lstat(key, &st) == 0 || (ref[0] != '\0' && lstat(ref, &st) == 0))
 		return err_set(e, DBPKI_E_EXISTS,
 		    "a CA key already exists: "
 		    "%s (without its certificate); refusing to overwrite it. "
 		    "Move it away if it is a leftover",
-		    key);
+		    lstat(key, &st) == 0 ? key : ref);
 	return 0;
 }
 
 int
 pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
 {
+	struct pki_cakey_new nk = {0};
 	struct pki_spec *s = NULL;
-	char crt[CFG_PATH], key[CFG_PATH], *pass = NULL;
-	unsigned char *kpem = NULL, *cpem = NULL;
-	size_t klen = 0, clen = 0;
-	EVP_PKEY *k = NULL;
+	char crt[CFG_PATH], key[CFG_PATH], ref[CFG_PATH], dir[16];
+	unsigned char *cpem = NULL;
+	size_t clen = 0;
 	X509 *x = NULL;
 	int r;
 
 	if ((r = ca_paths(c, crt, key, e)) != 0 ||
-	    (r = pki_store_prepare(c, e)) != 0 ||
-	    (r = ca_refuse_existing(crt, key, e)) != 0 ||
-	    (r = pki_passphrase(c, &pass, e)) != 0)
+	    (r = pki_rollover_ca_dir(c, dir, e)) != 0)
+		return r;
+	if (pki_store_path(c, ref, "%s/%s", dir, PKI_CA_P11_REF) != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if ((r = pki_store_prepare(c, e)) != 0 ||
+	    (r = ca_refuse_existing(crt, key, ref, e)) != 0 ||
+	    (r = pki_ca_pass_ready(c, e)) != 0)
 		goto out;
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		r = err_set(e, DBPKI_E_NOMEM, "out of memory");
@@ -417,16 +503,19 @@ pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
 	s->profile = PKI_PROFILE_CA;
 	s->validity = c->ca_validity;
 	util_fmt(s->cn, sizeof(s->cn), "%s", c->ca_common_name);
-	if ((r = pki_key_generate(c->ca_key.alg, &k, e)) != 0 ||
-	    (r = pki_cert_build(s, k, NULL, k, &x, e)) != 0 ||
-	    (r = pki_key_to_pem(k, pass, &kpem, &klen, e)) != 0 ||
+	if ((r = pki_cakey_generate(
+		 c, c->ca_key.uri[0] != '\0' ? c->ca_key.uri : NULL, &nk, e)) !=
+		0 ||
+	    (r = pki_cert_build(s, nk.k, NULL, nk.k, &x, e)) != 0 ||
 	    (r = pki_cert_to_pem(x, &cpem, &clen, e)) != 0)
 		goto out;
+	if (strcmp(nk.name, PKI_CA_P11_REF) == 0)
+		util_fmt(key, sizeof(key), "%s", ref);
 	/* Key first: a certificate without its key would be a CA that looks
 	 * present but cannot sign.  Both are created exclusively, never
 	 * replaced: of two `ca init` that got past ca_refuse_existing at
 	 * once, one fails here, and a CA's key is never overwritten. */
-	if ((r = util_write_new(key, kpem, klen, 0600, e)) != 0)
+	if ((r = util_write_new(key, nk.blob, nk.len, nk.mode, e)) != 0)
 		goto out;
 	if ((r = util_write_new(crt, cpem, clen, 0644, e)) != 0) {
 		(void)unlink(key); /* ours, written just above */
@@ -435,13 +524,9 @@ pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
 	if ((r = record_cert(c, x, cpem, clen, "ca", "-", e)) != 0)
 		goto out;
 out:
-	if (pass != NULL)
-		util_freezero(pass, strlen(pass) + 1);
-	if (kpem != NULL)
-		util_freezero(kpem, klen + 1);
+	pki_cakey_new_free(&nk);
 	free(cpem);
 	free(s);
-	EVP_PKEY_free(k);
 	X509_free(x);
 	return r;
 }
@@ -475,7 +560,7 @@ pki_ca_load(
     const struct dbpki_cluster *c, struct pki_ca **out, struct dbpki_err *e)
 {
 	struct pki_ca *ca = NULL;
-	char crt[CFG_PATH], key[CFG_PATH], *pass = NULL;
+	char crt[CFG_PATH], key[CFG_PATH], dir[16];
 	int r;
 
 	*out = NULL;
@@ -484,8 +569,8 @@ pki_ca_load(
 	if ((ca = calloc(1, sizeof(*ca))) == NULL)
 		return err_set(e, DBPKI_E_NOMEM, "out of memory");
 	if ((r = pki_ca_load_cert(c, &ca->cert, e)) != 0 ||
-	    (r = pki_passphrase(c, &pass, e)) != 0 ||
-	    (r = pki_key_load_pem(key, pass, &ca->key, e)) != 0)
+	    (r = pki_rollover_ca_dir(c, dir, e)) != 0 ||
+	    (r = pki_cakey_load(c, dir, &ca->key, e)) != 0)
 		goto out;
 	if (!pki_cert_key_matches(ca->cert, ca->key)) {
 		r = err_set(e, DBPKI_E_PKI,
@@ -497,8 +582,6 @@ pki_ca_load(
 	*out = ca;
 	ca = NULL;
 out:
-	if (pass != NULL)
-		util_freezero(pass, strlen(pass) + 1);
 	pki_ca_free(ca);
 	return r;
 }

@@ -70,6 +70,8 @@ struct cfg_node {
 
 struct cfg_keyspec {
 	enum cfg_key_alg alg;
+	char uri[CFG_PATH]; /* [ca] key = pkcs11:... (RFC 7512): the key is on
+			       a token, alg is [ca] token_key_type; else "" */
 };
 
 struct dbpki_cluster {
@@ -90,6 +92,8 @@ struct dbpki_cluster {
 	char ca_passphrase_env[CFG_NAME];  /* optional: name of an env var */
 	int ca_plaintext_key; /* 0 "warn", 1 "accepted": a CA key in clear
 				 is deliberate, no warning (docs/ca-key.md) */
+	char ca_pin_file[CFG_PATH]; /* the token's PIN, with a pkcs11: key */
+	struct cfg_keyspec ca_token_key_type; /* what ca init makes on it */
 	int64_t ca_crl_validity; /* CRL nextUpdate - thisUpdate, seconds */
 
 	/* [server] */

@@ -98,6 +98,52 @@ int pki_key_from_pem(const void *buf, size_t len, const char *pass,
 int pki_key_load_pem(
     const char *path, const char *pass, EVP_PKEY **out, struct dbpki_err *e);
 
+/* ---- the CA key on a PKCS#11 token (pki_p11.c, docs/ca-key.md) ---------
+ *
+ * [ca] key = pkcs11:token=T;object=L?module-path=/path/module.so.  The
+ * store keeps the key's URI in ca/dbca.p11 (PKI_CA_P11_REF) where a file
+ * key has ca/dbca.key.  One C_Login per process, with the PIN of [ca]
+ * pin_file; after a failed one, none (every later call fails alike).
+ * The EVP_PKEYs handed out sign on the token; free them as usual. */
+#define PKI_CA_P11_REF "dbca.p11"
+
+/* The private key the URI names (exactly one object with that label). */
+int pki_p11_load(const struct dbpki_cluster *c, const char *uri,
+    EVP_PKEY **out, struct dbpki_err *e);
+
+/* Make a key pair of alg on the token with C_GenerateKeyPair (private:
+ * CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE false, CKA_SIGN)
+ * under the URI's object label, refused (DBPKI_E_EXISTS) when a private
+ * key has that label already; then load it as pki_p11_load does. */
+int pki_p11_generate(const struct dbpki_cluster *c, const char *uri,
+    enum cfg_key_alg alg, EVP_PKEY **out, struct dbpki_err *e);
+
+/* uri with "-suffix" appended to its object label (a rollover's new key:
+ * the same token, the label with the date); -1 without object=. */
+int pki_p11_derive(const char *uri, const char *suffix, char *out,
+    size_t outsz);
+
+/* ---- the one CA key interface (pki_store.c) ------------------------------
+ * A new CA key and what the store keeps of it: a PEM file (dbca.key,
+ * 0600, encrypted when a passphrase is configured) or, for a token key,
+ * its URI (PKI_CA_P11_REF, 0644).  uri: the token key to make, or NULL
+ * for a file key. */
+struct pki_cakey_new {
+	EVP_PKEY *k;
+	unsigned char *blob; /* what to write, len bytes */
+	size_t len;
+	const char *name; /* "dbca.key" or PKI_CA_P11_REF */
+	mode_t mode;
+};
+int pki_cakey_generate(const struct dbpki_cluster *c, const char *uri,
+    struct pki_cakey_new *nk, struct dbpki_err *e);
+void pki_cakey_new_free(struct pki_cakey_new *nk);
+
+/* The CA key of a store directory ("ca" or PKI_ROLLOVER_NEXT): its token
+ * reference when there is one, else its PEM file. */
+int pki_cakey_load(const struct dbpki_cluster *c, const char *dir,
+    EVP_PKEY **out, struct dbpki_err *e);
+
 /* ---- certificates (pki_cert.c) ---------------------------------------- */
 
 /* What a certificate should say; the SAN strings are borrowed (each a

@@ -8,6 +8,7 @@
 # util-linux is not listed: it is Essential on every Debian system.
 set -eu
 pkgs=(make gcc pkg-config libssl-dev libpq-dev libssh2-1-dev libinih-dev
+	libp11-dev libp11-kit-dev softhsm2 opensc
 	libcmocka-dev openssl postgresql-15 postgresql-client-15 openssh-server
 	openssh-client valgrind iproute2 procps clang sudo
 	libclang-rt-14-dev)
