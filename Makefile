@@ -164,11 +164,13 @@ check-valgrind: deps
 	@VALGRIND=1 tests/run.sh unit $(BUILD)
 
 demo: deps
-	$(MAKE) all
-	@tests/lab/demo.sh
+	$(MAKE) all $(BUILD)/tools/labinit
+	@DBPKI_BUILD=$(CURDIR)/$(BUILD) tests/lab/demo.sh
 
 demo-down:
-	@tests/lab/lab.sh down --dir $${DBPKI_DEMO_DIR:-/tmp/dbpki-demo}
+	@d=$${DBPKI_DEMO_DIR:-/var/tmp/dbpki-demo}; \
+		if [ -f "$$d/lab.conf" ]; then tests/lab/netlab.sh down --dir "$$d" && rm -rf "$$d"; \
+		else echo "demo-down: no demo lab in $$d"; fi
 
 # A netlab (tests/lab/netlab.sh, issue 11) to try dbpki by hand, as root:
 # node1 primary, node2 replica, node3 client; the inventory is
