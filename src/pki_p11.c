@@ -22,6 +22,7 @@
 
 #include <libp11.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <p11-kit/pkcs11.h>
 
 #define P11_FIELD 256
@@ -334,7 +335,8 @@ p11_generate(const struct p11_uri *u, enum cfg_key_alg alg, struct dbpki_err *e)
 	CK_ULONG bits = alg == KEY_RSA_4096 ? 4096 : 3072;
 	CK_BYTE exp[] = {0x01, 0x00, 0x01};
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
-	CK_ATTRIBUTE pub[5], prv[7];
+	CK_BYTE id[16];
+	CK_ATTRIBUTE pub[6], prv[8];
 	CK_ULONG npub = 0, nprv = 0;
 	CK_C_GetFunctionList get;
 	CK_FUNCTION_LIST_PTR f = NULL;
@@ -343,6 +345,12 @@ p11_generate(const struct p11_uri *u, enum cfg_key_alg alg, struct dbpki_err *e)
 	CK_RV rv;
 	void *h;
 	size_t lablen = strlen(u->object);
+
+	/* A fresh CKA_ID pairs the private key with its public key: libp11
+	 * (and pkcs11-tool) find a key's public half by ID, and keys without
+	 * one would all share the empty ID. */
+	if (RAND_bytes(id, sizeof(id)) != 1)
+		return err_ssl(e, "no random bytes for the key's CKA_ID");
 
 #define ATTR(a, t, v, l)                                                       \
 	do {                                                                   \
@@ -354,6 +362,7 @@ p11_generate(const struct p11_uri *u, enum cfg_key_alg alg, struct dbpki_err *e)
 	ATTR(pub, CKA_TOKEN, &yes, sizeof(yes));
 	ATTR(pub, CKA_VERIFY, &yes, sizeof(yes));
 	ATTR(pub, CKA_LABEL, u->object, lablen);
+	ATTR(pub, CKA_ID, id, sizeof(id));
 	if (alg == KEY_EC_P256)
 		ATTR(pub, CKA_EC_PARAMS, oid_p256, sizeof(oid_p256));
 	else if (alg == KEY_EC_P384)
@@ -369,6 +378,7 @@ p11_generate(const struct p11_uri *u, enum cfg_key_alg alg, struct dbpki_err *e)
 	ATTR(prv, CKA_EXTRACTABLE, &no, sizeof(no));
 	ATTR(prv, CKA_SIGN, &yes, sizeof(yes));
 	ATTR(prv, CKA_LABEL, u->object, lablen);
+	ATTR(prv, CKA_ID, id, sizeof(id));
 #undef ATTR
 	if ((h = dlopen(u->module, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD)) ==
 		NULL ||
