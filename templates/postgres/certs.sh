@@ -17,6 +17,26 @@ chmod 700 "$CERT_DIR" "$CERT_DIR/releases" "$RELEASE_DIR"
 # extra round trip per file.
 sync -- "$RELEASE_DIR" "$CERT_DIR/releases" || die "cannot fsync $RELEASE_DIR"
 new="releases/$RELEASE_ID"
+# A converged node stays as it is: when current already holds exactly
+# these files (the same certificates, keys and CRL, or no CRL in both), the
+# release just uploaded is removed again and nothing is switched, so a
+# second bootstrap leaves the node untouched (certs-undo then finds that
+# current is not this run's and undoes nothing).
+same_release() {
+	[ -L "$CERT_DIR/current" ] && [ -d "$CERT_DIR/current/" ] || return 1
+	[ "$(cd "$RELEASE_DIR" && ls -A | LC_ALL=C sort)" = "$(cd "$CERT_DIR/current/" && ls -A | LC_ALL=C sort)" ] || return 1
+	for f in $(ls -A "$RELEASE_DIR"); do
+		cmp -s -- "$RELEASE_DIR/$f" "$CERT_DIR/current/$f" || return 1
+		[ "$(stat -c %a "$RELEASE_DIR/$f")" = "$(stat -L -c %a "$CERT_DIR/current/$f")" ] || return 1
+	done
+}
+if [ "$(readlink "$CERT_DIR/current" 2>/dev/null || true)" != "$new" ] && same_release; then
+	rm -rf -- "$RELEASE_DIR"
+	sync -- "$CERT_DIR/releases" || die "cannot fsync $CERT_DIR/releases"
+	say "current ($(readlink "$CERT_DIR/current")) already holds these files: kept"
+	echo "$SENTINEL"
+	exit 0
+fi
 if [ -L "$CERT_DIR/current" ]; then
 	old=$(readlink "$CERT_DIR/current")
 	if [ "$old" != "$new" ]; then

@@ -178,8 +178,17 @@ stamp() { date -u +%Y%m%dT%H%M%SZ-%N; }
 # followed; a directory there is an error, not a destination).
 atomic_write() {
 	aw_dir=$(dirname -- "$1")
+	# Text only (settings, rules, service entries).  The same bytes and
+	# mode already there: nothing is written, not even a temporary file
+	# (a converged node is left as it is, directory times included).
+	aw_data=$(cat && echo .) || die "cannot read what to write to $1"
+	aw_data=${aw_data%.}
+	if [ -f "$1" ] && [ ! -L "$1" ] && [ "$(stat -c %a -- "$1")" = "$2" ] &&
+		printf '%s' "$aw_data" | cmp -s -- - "$1"; then
+		return 0
+	fi
 	aw_tmp=$(mktemp "$aw_dir/.dbpki-tmp.XXXXXXXXXX") || die "cannot create a temporary file in $aw_dir"
-	if ! { cat >"$aw_tmp" && chmod "$2" "$aw_tmp" && sync -- "$aw_tmp"; }; then
+	if ! { printf '%s' "$aw_data" >"$aw_tmp" && chmod "$2" "$aw_tmp" && sync -- "$aw_tmp"; }; then
 		rm -f -- "$aw_tmp"
 		die "cannot write $aw_tmp (for $1)"
 	fi

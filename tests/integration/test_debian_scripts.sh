@@ -162,3 +162,37 @@ grep -q "may not run 'sudo -n systemctl start postgresql@15-main' here.*add the 
 	fail "need_ctl without the rule: $(cat "$work/err")"
 ! grep -q checked "$work/out" || fail "need_ctl did not stop the script"
 echo "ok: on a systemd host the sudo rule is checked (sudo -n -l) before anything changes"
+
+# 6. certs.sh on a converged node: a release holding exactly what current
+# holds is removed again and nothing switches; a different one switches.
+C=$work/certs
+rm -rf "$C" && mkdir -p "$C/releases/r0"
+for f in dbca.crt client.crt server.crt; do echo "$f 0" >"$C/releases/r0/$f"; done
+for f in client.key server.key; do (umask 077 && echo "$f 0" >"$C/releases/r0/$f"); done
+ln -s releases/r0 "$C/current"
+cp -a "$C/releases/r0" "$C/releases/r1"
+{
+	cat "$root/templates/postgres/common.sh" "$root/templates/postgres/certs.sh"
+} >"$work/tpl.sh"
+render_certs() { # RELEASE_ID
+	"$render" "$work/tpl.sh" node n1 role primary cluster c host n1.example.com \
+		address 192.0.2.11 port 5432 pgdata "$data" bindir "$bin" \
+		cert_dir "$C" socket_dir /var/run/postgresql layout pgdata pg_cluster "" \
+		listen_localhost auto start_conf keep allowed_networks 192.0.2.0/24 \
+		release_id "$1" release_dir "$C/releases/$1" db_user postgres \
+		primary_host n1.example.com primary_address 192.0.2.11 primary_port 5432 \
+		replicas n2 sentinel END run_id x >"$work/t.sh" || fail "rendering certs.sh failed"
+}
+render_certs r1
+sh "$work/t.sh" >"$work/out" 2>"$work/err" || fail "certs.sh (same files): $(cat "$work/err")"
+[ "$(readlink "$C/current")" = releases/r0 ] || fail "certs.sh switched to a release holding the same files"
+[ ! -e "$C/releases/r1" ] || fail "the release holding the same files was left"
+[ ! -e "$C/previous" ] || fail "previous was set although nothing switched"
+grep -q "already holds these files: kept" "$work/out" || fail "certs.sh (same files) said: $(cat "$work/out")"
+cp -a "$C/releases/r0" "$C/releases/r2"
+echo "server.crt 2" >"$C/releases/r2/server.crt"
+render_certs r2
+sh "$work/t.sh" >"$work/out" 2>"$work/err" || fail "certs.sh (new files): $(cat "$work/err")"
+[ "$(readlink "$C/current")" = releases/r2 ] && [ "$(readlink "$C/previous")" = releases/r0 ] ||
+	fail "certs.sh did not switch to a release with new files"
+echo "ok: certs.sh leaves a converged node alone (same files: the upload removed, nothing switched)"

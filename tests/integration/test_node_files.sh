@@ -70,6 +70,12 @@ waiter=
 pass "atomic_write leaves a symlink at the old temporary name alone"
 
 # ---- 2. fsync of file and directory ------------------------------------------
+# The same bytes again are not rewritten (a converged node stays as it is):
+# no temporary file, no fsync.  A changed file is written and fsynced.
+strace -f -qq -y -e trace=fsync,fdatasync,openat -o "$work/trace2" sh "$work/script.sh" >/dev/null 2>&1 ||
+	fail "atomic_write (same bytes) under strace failed"
+! grep -q 'dbpki-tmp' "$work/trace2" || { cat "$work/trace2"; fail "atomic_write rewrote a file holding the same bytes"; }
+echo old >"$C/pg_ident.conf"
 strace -f -qq -y -e trace=fsync,fdatasync -o "$work/trace2" sh "$work/script.sh" >/dev/null 2>&1 ||
 	fail "atomic_write under strace failed"
 grep -Eq "fsync\([0-9]+<$C/\.dbpki-tmp\.[A-Za-z0-9]+>\) = 0" "$work/trace2" ||
@@ -111,8 +117,10 @@ ids=(20261101T000000Z 20261102T000000Z 20261103T000000Z 20261104T120000Z
 	20261104T120000Z-000000001 20261104T120000Z-500000000 20261105T000000Z-000000000)
 for id in "${ids[@]}"; do
 	mkdir -p "$C/releases/$id"
-	for f in dbca.crt client.crt server.crt; do echo "$f" >"$C/releases/$id/$f"; done
-	for f in client.key server.key; do (umask 077 && echo "$f" >"$C/releases/$id/$f"); done
+	# each release its own files (one with the same files as current
+	# would be removed again: certs.sh leaves a converged node alone)
+	for f in dbca.crt client.crt server.crt; do echo "$f $id" >"$C/releases/$id/$f"; done
+	for f in client.key server.key; do (umask 077 && echo "$f $id" >"$C/releases/$id/$f"); done
 done
 newest=${ids[6]}
 ln -s "releases/${ids[0]}" "$C/current" # the oldest is current: it becomes previous
