@@ -41,6 +41,7 @@ static struct {
 	unsigned int n_slots;
 	char module[CFG_PATH], token[P11_FIELD];
 	int login; /* 0 not yet, 1 logged in, -1 failed (never again) */
+	int atexit_set, loaded;
 	char why[DBPKI_ERR_MSG];
 } p11 = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -182,6 +183,27 @@ p11_reason(void)
 	return s != NULL ? s : "unknown error";
 }
 
+/* At exit: log out, close the sessions, C_Finalize, unload (a module may
+ * keep state until C_Finalize; every EVP_PKEY is freed by then). */
+static void
+p11_close(void)
+{
+	pthread_mutex_lock(&p11.mu);
+	if (p11.ctx != NULL) {
+		if (p11.slots != NULL)
+			PKCS11_release_all_slots(
+			    p11.ctx, p11.slots, p11.n_slots);
+		if (p11.loaded)
+			PKCS11_CTX_unload(p11.ctx);
+		PKCS11_CTX_free(p11.ctx);
+	}
+	p11.loaded = 0;
+	p11.ctx = NULL;
+	p11.slots = p11.slot = NULL;
+	p11.n_slots = 0;
+	pthread_mutex_unlock(&p11.mu);
+}
+
 /* Load the module, find the token, open a session and log in: once per
  * run.  Called with p11.mu held. */
 static int
@@ -216,6 +238,12 @@ p11_open(
 		    p11_reason());
 		goto fail;
 	}
+	p11.loaded = 1;
+	/* Registered after the module is loaded, so that it runs before
+	 * the module's own exit-time destructors (SoftHSM's C++ statics):
+	 * closing the sessions after those crashes. */
+	if (!p11.atexit_set && atexit(p11_close) == 0)
+		p11.atexit_set = 1;
 	util_fmt(p11.module, sizeof(p11.module), "%s", u->module);
 	util_fmt(p11.token, sizeof(p11.token), "%s", u->token);
 	if (PKCS11_enumerate_slots(p11.ctx, &p11.slots, &p11.n_slots) != 0) {
@@ -262,8 +290,11 @@ p11_open(
 fail:
 	if (p11.slots != NULL)
 		PKCS11_release_all_slots(p11.ctx, p11.slots, p11.n_slots);
-	PKCS11_CTX_unload(p11.ctx);
+	/* libp11 crashes unloading a module it failed to load. */
+	if (p11.loaded)
+		PKCS11_CTX_unload(p11.ctx);
 	PKCS11_CTX_free(p11.ctx);
+	p11.loaded = 0;
 	p11.ctx = NULL;
 	p11.slots = p11.slot = NULL;
 	p11.n_slots = 0;
@@ -301,6 +332,15 @@ pki_p11_load(const struct dbpki_cluster *c, const char *uri, EVP_PKEY **out,
 	*out = NULL;
 	if ((r = uri_parse(uri, &u, e)) != 0)
 		return r;
+	/* The module is the inventory's: a driver that moved is changed
+	 * there, not in the store (which names the token and the key). */
+	if (c->ca_key.uri[0] != '\0') {
+		struct p11_uri inv;
+
+		if ((r = uri_parse(c->ca_key.uri, &inv, e)) != 0)
+			return r;
+		util_fmt(u.module, sizeof(u.module), "%s", inv.module);
+	}
 	pthread_mutex_lock(&p11.mu);
 	if ((r = p11_open(c, &u, e)) == 0) {
 		*out = p11_find(u.object, &n);

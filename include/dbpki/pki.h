@@ -107,7 +107,8 @@ int pki_key_load_pem(
  * The EVP_PKEYs handed out sign on the token; free them as usual. */
 #define PKI_CA_P11_REF "dbca.p11"
 
-/* The private key the URI names (exactly one object with that label). */
+/* The private key the URI names (exactly one object with that label);
+ * the module is the one [ca] key names, when it is a pkcs11: URI. */
 int pki_p11_load(const struct dbpki_cluster *c, const char *uri,
     EVP_PKEY **out, struct dbpki_err *e);
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Issue 18 (part 2): the CA key on a PKCS#11 token (SoftHSM2, its token
 # directory in the lab, outside state_dir), on the loopback lab
-# (127.0.101.x: primary, replica, client).  Every dbpki run goes through
-# OpenSC's pkcs11-spy (the URI's module-path is the spy, PKCS11SPY the
-# SoftHSM module), which logs each call: C_Login is counted per run.
+# (127.0.101.x: primary, replica, client).  Most dbpki runs go through
+# OpenSC's pkcs11-spy (the inventory's module-path is the spy, PKCS11SPY the
+# SoftHSM module), which logs each call: C_Login is counted per run.  The
+# spy itself leaks a few bytes (its log FILE...), so those runs have
+# LeakSanitizer off; the runs marked "direct" load SoftHSM itself, with
+# leak checking on (the ASan build of make check).
 #  1. bootstrap: ca init made the key on the token -- pkcs11-tool lists it
 #     sensitive, never extractable, local (generated there) -- and the store
 #     keeps only its URI (ca/dbca.p11);
@@ -40,12 +43,17 @@ chmod 600 "$LAB/pin"
 sed -i '/^\[ca\]$/,/^\[/{/^key *=/d}' "$INI"
 sed -i "s|^\\[ca\\]\$|[ca]\\nkey = pkcs11:token=dbpki;object=dbca?module-path=$SPY\\npin_file = $LAB/pin|" "$INI"
 grep -q '^key = pkcs11:' "$INI" || fail "could not set [ca] key in $INI"
+module() { # path: the inventory's module-path
+	sed -i "s|^\\(key = pkcs11:.*?module-path=\\).*|\\1$1|" "$INI"
+	grep -q "^key = pkcs11:.*?module-path=$1\$" "$INI" || fail "could not set module-path $1"
+}
 
 # run NAME ARGS...: dbpki with its own spy log; $LAB/NAME.out, .rc, .logins
 run() {
 	local name=$1 rc=0
 	shift
-	PKCS11SPY_OUTPUT=$LAB/$name.spy "$DBPKI" "$@" >"$LAB/$name.out" 2>&1 || rc=$?
+	PKCS11SPY_OUTPUT=$LAB/$name.spy ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+		"$DBPKI" "$@" >"$LAB/$name.out" 2>&1 || rc=$?
 	echo "$rc" >"$LAB/$name.rc"
 	if [ -f "$LAB/$name.spy" ]; then
 		grep -c '^[0-9]*: C_Login$' "$LAB/$name.spy" >"$LAB/$name.logins" || true
@@ -64,7 +72,7 @@ ok_run() { # name args...
 ok_run bootstrap bootstrap -c "$INI"
 [ "$(cat "$LAB/bootstrap.logins")" = 1 ] || fail "bootstrap: $(cat "$LAB/bootstrap.logins") C_Login calls (expected 1)"
 [ ! -e "$ST/ca/dbca.key" ] || fail "a CA key file exists: $ST/ca/dbca.key"
-grep -qx "pkcs11:token=dbpki;object=dbca?module-path=$SPY" "$ST/ca/dbca.p11" || fail "ca/dbca.p11 does not hold the URI"
+grep -q "^pkcs11:token=dbpki;object=dbca?module-path=" "$ST/ca/dbca.p11" || fail "ca/dbca.p11 does not hold the URI"
 objs=$(pkcs11-tool --module "$SOFTHSM" --token-label dbpki --login --pin "$PIN" --list-objects 2>/dev/null)
 prv=$(echo "$objs" | awk '/^Private Key Object/ { p = 1 } p && /label:/ && $2 == "dbca" { l = 1 } p && l && /Access:/ { print; exit }')
 for want in sensitive "always sensitive" "never extractable" local; do
@@ -75,10 +83,13 @@ pass "bootstrap: one C_Login; the key on the token ($prv), only its URI in the s
 # ---- 2. everything that signs ---------------------------------------------------------
 srv_serial() { awk -F'\t' '$2=="active" && $3=="server" && $4=="node1" {print $1}' "$ST/index.tsv"; }
 s0=$(srv_serial)
-ok_run renew renew --force -c "$INI"
+module "$SOFTHSM"
+"$DBPKI" renew --force -c "$INI" >"$LAB/renew.out" 2>&1 || { tail -n 30 "$LAB/renew.out"; fail "renew --force (direct)"; }
+module "$SPY"
 [ "$(srv_serial)" != "$s0" ] || fail "renew --force issued no new server certificate for node1"
 openssl verify -CAfile "$ST/ca/dbca.crt" "$ST/issued/$(srv_serial).crt" >/dev/null || fail "the renewed certificate does not verify"
-pass "renew --force with the token key"
+ok_run renew1 renew --force -c "$INI"
+pass "renew --force with the token key (SoftHSM directly, then through the spy)"
 
 old_uri=$(cat "$ST/ca/dbca.p11")
 for stage in 1 2 3; do
@@ -92,7 +103,9 @@ ls "$ST"/ca/archive/*/dbca.p11 >/dev/null 2>&1 || fail "stage 3 did not archive 
 n=$(pkcs11-tool --module "$SOFTHSM" --token-label dbpki --login --pin "$PIN" --list-objects --type privkey 2>/dev/null |
 	grep -c '^Private Key Object')
 [ "$n" = 2 ] || fail "the token holds $n private keys after the rollover (expected the old and the new)"
-ok_run renew2 renew --force -c "$INI"
+module "$SOFTHSM"
+"$DBPKI" renew --force -c "$INI" >"$LAB/renew2.out" 2>&1 || { tail -n 30 "$LAB/renew2.out"; fail "renew after the rollover (direct)"; }
+module "$SPY"
 openssl verify -CAfile "$ST/ca/dbca.crt" "$ST/issued/$(srv_serial).crt" >/dev/null ||
 	fail "after the rollover a renewed certificate does not verify against the new CA"
 pass "ca rollover stages 1-3 on the token (new key $(echo "$new_uri" | sed 's/.*object=//; s/?.*//')); renew after it"
