@@ -19,7 +19,7 @@ static const char usage_ca[] =
     "usage: dbpki ca init   -c INVENTORY\n"
     "       dbpki ca import -c INVENTORY --cert PEM\n"
     "       dbpki ca export -c INVENTORY --out PATH\n"
-    "       dbpki ca rollover -c INVENTORY [--stage 1|2|3]\n"
+    "       dbpki ca rollover -c INVENTORY [--stage 1|2|3] [--new-key URI]\n"
     "       dbpki ca passwd -c INVENTORY [--old-passphrase-file PATH]\n"
     "\n"
     "init creates the cluster CA (dbca) in state_dir/ca: a key of [ca] key\n"
@@ -49,7 +49,9 @@ static const char usage_ca[] =
     "trusts the old and a new CA, stage 2 every leaf comes from the new CA,\n"
     "stage 3 the old CA leaves the bundles and is archived.  Each stage is\n"
     "verified; one that needs the previous one refuses (exit 2).  Without\n"
-    "--stage: every stage not done yet.  See docs/ca-rollover.md.\n"
+    "--stage: every stage not done yet.  See docs/ca-rollover.md.  With a\n"
+    "token key ([ca] key = pkcs11:...), stage 1 makes the new key on the\n"
+    "same token, labelled with the time appended, or at --new-key URI.\n"
     "\n"
     "passwd re-encrypts the CA key(s) (ca/dbca.key, ca/next/dbca.key)\n"
     "with the configured passphrase and the current KDF: a key in clear,\n"
@@ -149,7 +151,7 @@ bad_usage(const char *text, const char *why)
 /* ---- ca ---------------------------------------------------------------- */
 
 struct ca_opts {
-	const char *inv, *cert, *out, *action, *old_pass;
+	const char *inv, *cert, *out, *action, *old_pass, *new_key;
 	int stage; /* rollover: 1..3, 0 all; -1 not given */
 };
 
@@ -169,6 +171,7 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 	    {"out", required_argument, NULL, 'o'},
 	    {"stage", required_argument, NULL, 's'},
 	    {"old-passphrase-file", required_argument, NULL, 'P'},
+	    {"new-key", required_argument, NULL, 'K'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -181,6 +184,7 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 		case 'C': o->cert = optarg; break;
 		case 'o': o->out = optarg; break;
 		case 'P': o->old_pass = optarg; break;
+		case 'K': o->new_key = optarg; break;
 		case 's':
 			if ((o->stage = parse_stage(optarg)) < 0)
 				return bad_usage(
@@ -193,6 +197,10 @@ ca_parse(int argc, char **argv, struct ca_opts *o)
 		return bad_usage(usage_ca, "ca: give one action: init, import, "
 					   "export, rollover or passwd");
 	o->action = argv[optind];
+	if (o->new_key != NULL && (strcmp(o->action, "rollover") != 0 ||
+				      strncmp(o->new_key, "pkcs11:", 7) != 0))
+		return bad_usage(usage_ca, "ca: --new-key pkcs11:URI is for "
+					   "rollover only");
 	if (o->old_pass != NULL && strcmp(o->action, "passwd") != 0)
 		return bad_usage(
 		    usage_ca, "ca: --old-passphrase-file is for passwd only");
@@ -290,7 +298,7 @@ ca_run(
 int
 cli_ca(int argc, char **argv)
 {
-	struct ca_opts o = {NULL, NULL, NULL, NULL, NULL, -1};
+	struct ca_opts o = {NULL, NULL, NULL, NULL, NULL, NULL, -1};
 	struct dbpki_cluster *c = NULL;
 	struct dbpki_err e;
 	int rc;
@@ -299,7 +307,17 @@ cli_ca(int argc, char **argv)
 		return rc;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return EXIT_FAILED;
-	if ((rc = cli_load_cluster(o.inv, c)) == 0) {
+	if ((rc = cli_load_cluster(o.inv, c)) == 0 && o.new_key != NULL &&
+	    (c->ca_key.uri[0] == '\0' ||
+		util_fmt(c->ca_new_key_uri, sizeof(c->ca_new_key_uri), "%s",
+		    o.new_key) != 0)) {
+		log_error("ca rollover --new-key: [ca] key must be a pkcs11: "
+			  "URI (a file CA moves to a token not yet), and the "
+			  "URI shorter than %d bytes",
+		    CFG_PATH);
+		rc = EXIT_USAGE;
+	}
+	if (rc == 0) {
 		err_clear(&e);
 		rc = ca_run(c, &o, &e) != 0 ? cli_fail(&e) : EXIT_DONE;
 	}

@@ -337,7 +337,9 @@ next_ca_create(const struct dbpki_cluster *c, X509 **out, struct dbpki_err *e)
 	/* A token key: the same token, the inventory's label with the time
 	 * appended (dbca-20261204T175300Z), so the old key stays usable
 	 * until stage 3 and two rollovers never collide. */
-	if (c->ca_key.uri[0] != '\0') {
+	if (c->ca_new_key_uri[0] != '\0')
+		util_fmt(uri, sizeof(uri), "%s", c->ca_new_key_uri);
+	else if (c->ca_key.uri[0] != '\0') {
 		util_stamp(stamp);
 		stamp[16] = '\0'; /* YYYYMMDDTHHMMSSZ */
 		if (pki_p11_derive(c->ca_key.uri, stamp, uri, sizeof(uri)) !=

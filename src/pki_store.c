@@ -476,12 +476,41 @@ ca_refuse_existing(
 	return 0;
 }
 
+/* The token key ca init makes: [ca] key's label on a fresh store; once
+ * a CA was archived (rotate replaced an expired one), the label with the
+ * time appended, as a rollover does: the archived CA's key keeps its
+ * label on the token. */
+static int
+ca_init_uri(
+    const struct dbpki_cluster *c, char uri[CFG_PATH], struct dbpki_err *e)
+{
+	char p[CFG_PATH], stamp[UTIL_STAMP_LEN];
+	struct stat st;
+
+	uri[0] = '\0';
+	if (c->ca_key.uri[0] == '\0')
+		return 0;
+	if (pki_store_path(c, p, "ca/archive") != 0)
+		return err_set(e, DBPKI_E_CONFIG, "state_dir too long");
+	if (lstat(p, &st) != 0)
+		return util_fmt(uri, CFG_PATH, "%s", c->ca_key.uri) == 0
+			   ? 0
+			   : err_set(e, DBPKI_E_CONFIG, "[ca] key too long");
+	util_stamp(stamp);
+	stamp[16] = '\0'; /* YYYYMMDDTHHMMSSZ */
+	if (pki_p11_derive(c->ca_key.uri, stamp, uri, CFG_PATH) != 0)
+		return err_set(
+		    e, DBPKI_E_CONFIG, "[ca] key: the URI names no object=");
+	return 0;
+}
+
 int
 pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
 {
 	struct pki_cakey_new nk = {0};
 	struct pki_spec *s = NULL;
 	char crt[CFG_PATH], key[CFG_PATH], ref[CFG_PATH], dir[16];
+	char uri[CFG_PATH];
 	unsigned char *cpem = NULL;
 	size_t clen = 0;
 	X509 *x = NULL;
@@ -503,9 +532,9 @@ pki_ca_init(const struct dbpki_cluster *c, struct dbpki_err *e)
 	s->profile = PKI_PROFILE_CA;
 	s->validity = c->ca_validity;
 	util_fmt(s->cn, sizeof(s->cn), "%s", c->ca_common_name);
-	if ((r = pki_cakey_generate(
-		 c, c->ca_key.uri[0] != '\0' ? c->ca_key.uri : NULL, &nk, e)) !=
-		0 ||
+	if ((r = ca_init_uri(c, uri, e)) != 0 ||
+	    (r = pki_cakey_generate(
+		 c, c->ca_key.uri[0] != '\0' ? uri : NULL, &nk, e)) != 0 ||
 	    (r = pki_cert_build(s, nk.k, NULL, nk.k, &x, e)) != 0 ||
 	    (r = pki_cert_to_pem(x, &cpem, &clen, e)) != 0)
 		goto out;

@@ -94,6 +94,9 @@ struct dbpki_cluster {
 				 is deliberate, no warning (docs/ca-key.md) */
 	char ca_pin_file[CFG_PATH]; /* the token's PIN, with a pkcs11: key */
 	struct cfg_keyspec ca_token_key_type; /* what ca init makes on it */
+	char ca_new_key_uri[CFG_PATH]; /* not from the inventory: `ca rollover
+					  --new-key URI`, the new CA's token
+					  key (empty: derived from [ca] key) */
 	int64_t ca_crl_validity; /* CRL nextUpdate - thisUpdate, seconds */
 
 	/* [server] */

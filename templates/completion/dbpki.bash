@@ -51,7 +51,7 @@ _dbpki() {
 		;;
 	esac
 	case $cmd in
-	ca) opts="init import export rollover passwd --config --cert --out --stage --old-passphrase-file --help" ;;
+	ca) opts="init import export rollover passwd --config --cert --out --stage --old-passphrase-file --new-key --help" ;;
 	issue) opts="--config --force --signed --allow-extra-san --help" ;;
 	csr) opts="--config --cn --san --key-type --out --force --help" ;;
 	sign) opts="--config --profile --out --days --force --help" ;;

@@ -10,8 +10,8 @@
 #  1. bootstrap: ca init made the key on the token -- pkcs11-tool lists it
 #     sensitive, never extractable, local (generated there) -- and the store
 #     keeps only its URI (ca/dbca.p11);
-#  2. renew --force, all three stages of ca rollover (the new key on the
-#     same token, the label with the time), then issue-client + revoke with
+#  2. renew --force, all three stages of ca rollover twice (the new key at
+#     --new-key URI; then on the same token, the label with the time), then issue-client + revoke with
 #     a CRL that verifies against the new dbca: each run at most one
 #     C_Login;
 #  3. no CA private key anywhere under the lab: every PEM private key file
@@ -91,6 +91,14 @@ openssl verify -CAfile "$ST/ca/dbca.crt" "$ST/issued/$(srv_serial).crt" >/dev/nu
 ok_run renew1 renew --force -c "$INI"
 pass "renew --force with the token key (SoftHSM directly, then through the spy)"
 
+# A first rollover to the key named by --new-key, a second one to a key
+# labelled from [ca] key's label and the time.
+ok_run nk1 ca rollover -c "$INI" --stage 1 --new-key "pkcs11:token=dbpki;object=dbca-next?module-path=$SPY"
+ok_run nk2 ca rollover -c "$INI" --stage 2
+ok_run nk3 ca rollover -c "$INI" --stage 3
+grep -q '^pkcs11:token=dbpki;object=dbca-next?' "$ST/ca/dbca.p11" ||
+	fail "after a rollover with --new-key the store names $(cat "$ST/ca/dbca.p11")"
+pass "ca rollover --new-key: the new CA's key is dbca-next on the token"
 old_uri=$(cat "$ST/ca/dbca.p11")
 for stage in 1 2 3; do
 	ok_run "stage$stage" ca rollover -c "$INI" --stage "$stage"
@@ -102,7 +110,7 @@ echo "$new_uri" | grep -q '^pkcs11:token=dbpki;object=dbca-[0-9]\{8\}T[0-9]\{6\}
 ls "$ST"/ca/archive/*/dbca.p11 >/dev/null 2>&1 || fail "stage 3 did not archive the old key's URI"
 n=$(pkcs11-tool --module "$SOFTHSM" --token-label dbpki --login --pin "$PIN" --list-objects --type privkey 2>/dev/null |
 	grep -c '^Private Key Object')
-[ "$n" = 2 ] || fail "the token holds $n private keys after the rollover (expected the old and the new)"
+[ "$n" = 3 ] || fail "the token holds $n private keys after two rollovers (expected 3)"
 module "$SOFTHSM"
 "$DBPKI" renew --force -c "$INI" >"$LAB/renew2.out" 2>&1 || { tail -n 30 "$LAB/renew2.out"; fail "renew after the rollover (direct)"; }
 module "$SPY"
@@ -126,7 +134,7 @@ pass "issue-client and revoke: the CRL is signed on the token and lists $app"
 for crt in "$ST/ca/dbca.crt" "$ST"/ca/archive/*/dbca.crt; do
 	openssl x509 -in "$crt" -pubkey -noout >>"$LAB/ca-pubs"
 done
-[ "$(grep -c 'BEGIN PUBLIC KEY' "$LAB/ca-pubs")" = 2 ] || fail "expected two CA public keys (old and new)"
+[ "$(grep -c 'BEGIN PUBLIC KEY' "$LAB/ca-pubs")" = 3 ] || fail "expected three CA public keys (two archived, the current)"
 nkeys=0
 while IFS= read -r -d '' f; do
 	grep -Eq -- '-----BEGIN (EC |RSA )?PRIVATE KEY-----' "$f" 2>/dev/null || continue
