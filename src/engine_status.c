@@ -18,6 +18,8 @@ struct node_status {
 	const struct pg_repl *repl; /* the primary's view of this replica */
 	int problem;
 	struct san_status san; /* dialled names, libpq (engine_san.c) */
+	/* What templates/postgres/layout.sh found (empty: not asked). */
+	char layout[16], pgcluster[CFG_NAME], start_conf[16];
 };
 
 struct status_job {
@@ -26,6 +28,59 @@ struct status_job {
 	int have_files;
 	struct node_status st[CFG_MAX_NODES];
 };
+
+/* One word of the node's DBPKI-LAYOUT line: letters, digits, '/', '.',
+ * '_', '-' only, or refused. */
+static int
+layout_word(const char **p, char *dst, size_t dstsz)
+{
+	size_t len = strcspn(*p, " \n");
+
+	if (len == 0 || len >= dstsz ||
+	    strspn(*p, "abcdefghijklmnopqrstuvwxyz"
+		       "0123456789/._-") < len)
+		return -1;
+	memcpy(dst, *p, len);
+	dst[len] = '\0';
+	*p += len;
+	if (**p == ' ')
+		(*p)++;
+	return 0;
+}
+
+/* Ask a database node how its PostgreSQL is installed (layout.sh, after
+ * common.sh's detect_layout: the one place that decides "auto"). */
+static void
+ask_layout(const struct dbpki_cluster *c, const struct cfg_node *n,
+    struct ssh_conn *conn, struct node_status *s)
+{
+	struct engine_run *r = calloc(1, sizeof(*r));
+	struct ssh_result res;
+	struct dbpki_err e;
+	char *script = NULL;
+	const char *m;
+
+	memset(&res, 0, sizeof(res));
+	err_clear(&e);
+	if (r == NULL)
+		return;
+	r->c = c;
+	snprintf(r->release_id, sizeof(r->release_id), "status");
+	snprintf(r->journal.id, sizeof(r->journal.id), "status");
+	if (engine_render_script(r, n, "layout", &script, &e) == 0 &&
+	    ssh_exec_script(conn, script, 0, &res, &e) == 0 &&
+	    ssh_result_ok(&res, ENGINE_SENTINEL) &&
+	    (m = strstr(res.out, "DBPKI-LAYOUT ")) != NULL) {
+		m += strlen("DBPKI-LAYOUT ");
+		if (layout_word(&m, s->layout, sizeof(s->layout)) != 0 ||
+		    layout_word(&m, s->pgcluster, sizeof(s->pgcluster)) != 0 ||
+		    layout_word(&m, s->start_conf, sizeof(s->start_conf)) != 0)
+			s->layout[0] = '\0';
+	}
+	ssh_result_free(&res);
+	free(script);
+	free(r);
+}
 
 static void
 probe_one(int i, void *arg)
@@ -43,6 +98,9 @@ probe_one(int i, void *arg)
 		snprintf(s->ssh_err, sizeof(s->ssh_err), "%.200s", e.msg);
 	/* Before closing: a client node is asked for its libpq version. */
 	engine_san_status(j->c, n, s->ssh_ok ? conn : NULL, &s->san);
+	if (s->ssh_ok && cfg_is_database(n) &&
+	    j->c->platform == PLATFORM_POSTGRES)
+		ask_layout(j->c, n, conn, s);
 	ssh_close(conn);
 	if (!cfg_is_database(n) || !j->have_files)
 		return;
@@ -152,7 +210,24 @@ print_text(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 		if (cfg_is_database(n) && !s->pg_ok && s->pg_err[0] != '\0')
 			fprintf(out, "    postgres: %s\n", s->pg_err);
 		engine_san_status_text(out, c, n, &s->san);
-		if (c->platform == PLATFORM_POSTGRES)
+		if (c->platform != PLATFORM_POSTGRES || !cfg_is_database(n))
+			continue;
+		if (strcmp(s->layout, "debian") == 0)
+			fprintf(out,
+			    "    layout debian: cluster %s, start.conf %s%s\n",
+			    s->pgcluster, s->start_conf,
+			    strcmp(s->start_conf, "auto") == 0
+				? " (started at boot by postgresql-common)"
+				: ": NOT started at boot by postgresql-common "
+				  "(something else must start it)");
+		else if (strcmp(s->layout, "pgdata") == 0)
+			fprintf(out,
+			    "    layout pgdata (%s): nothing on the node "
+			    "starts "
+			    "this cluster at boot unless the operator's own "
+			    "service does\n",
+			    n->pg.pgdata);
+		else
 			engine_layout_note(out, n, "    ");
 	}
 }
@@ -182,6 +257,11 @@ print_json(FILE *out, const struct dbpki_cluster *c, const struct status_job *j)
 		fprintf(out, "%s{", i ? "," : "");
 		json_kv(out, "node", n->name, 1);
 		json_kv(out, "role", cfg_role_name(n->role), 1);
+		if (s->layout[0] != '\0') { /* as the node found it */
+			json_kv(out, "layout", s->layout, 1);
+			json_kv(out, "pg_cluster", s->pgcluster, 1);
+			json_kv(out, "start_conf", s->start_conf, 1);
+		}
 		fprintf(out, "\"ssh\":%s,\"problem\":%s",
 		    s->ssh_ok ? "true" : "false",
 		    s->problem ? "true" : "false");

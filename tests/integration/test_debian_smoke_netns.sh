@@ -35,7 +35,7 @@ grep -qx "host all app 10.0.0.0/8 scram-sha-256" <<<"$(sed -n '/^# END dbpki$/,$
 	fail "the admin's rule is not below dbpki's block"
 [ "$(sed -e 's/#.*//' -e '/^$/d' "$(nfs r1)$CONF/start.conf")" = manual ] || fail "r1's start.conf manual was changed"
 st=$(dbpki status -c "$INI" 2>&1) || fail "status failed: $st"
-grep -q "^    r1: layout debian" <<<"$st" || fail "status does not name r1's layout: $st"
+grep -q "^    layout debian: cluster 15/main, start.conf manual: NOT started at boot by postgresql-common" <<<"$st" || fail "status does not say r1 is not started at boot: $st"
 pass "bootstrap kept the admin's hba rule below its block and r1's start.conf manual; status names the layout"
 
 # A failed join on r1, after its data directory was moved aside.
