@@ -212,6 +212,7 @@ parallel = 16
 common_name = $name dbca
 key = ec:P-256
 validity = 3650d
+plaintext_key = accepted
 
 ; one dbserver certificate for every database core, as Cisco's guide does
 [server]

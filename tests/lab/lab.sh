@@ -264,6 +264,7 @@ parallel = 16
 common_name = $name dbca
 key = ec:P-256
 validity = 3650d
+plaintext_key = accepted
 
 [server]
 key = ec:P-256
