@@ -116,6 +116,7 @@ psql -X -At -F '|' -c "SELECT name, coalesce(sourcefile, source), pending_restar
 echo "@@localhost"
 pg_isready -q -h localhost -p 5432 && echo "localhost ok"
 pg_isready -q -h 127.0.0.1 -p 5432 && echo "127.0.0.1 ok"
+exit 0
 EOF
 }
 
