@@ -90,8 +90,10 @@ engine_layout_note(FILE *out, const struct cfg_node *n, const char *indent)
 	case LAYOUT_DEBIAN:
 		fprintf(out,
 		    "%s%s: layout debian (postgresql-common, %s): an existing "
-		    "cluster is adopted, its data kept and it is restarted "
-		    "once; dbpki's settings go to its conf.d/dbpki.conf; it "
+		    "cluster is adopted (fresh or holding user data): its data "
+		    "is kept and it is restarted at most once, only when a "
+		    "setting read at start changes; dbpki's settings go to its "
+		    "conf.d/dbpki.conf; it "
 		    "starts at boot as its start.conf says%s\n",
 		    indent, n->name, which,
 		    n->pg.start_conf == START_CONF_AUTO
@@ -109,7 +111,8 @@ engine_layout_note(FILE *out, const struct cfg_node *n, const char *indent)
 		fprintf(out,
 		    "%s%s: layout auto, decided on the node: debian when "
 		    "pg_lsclusters lists %s (adopted, data kept, restarted "
-		    "once, started at boot as its start.conf says), otherwise "
+		    "at most once, started at boot as its start.conf says), "
+		    "otherwise "
 		    "pgdata (%s)\n",
 		    indent, n->name, which, pgdata_boot);
 		break;
