@@ -289,6 +289,119 @@ test_decrypt_once(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* An inventory with [ca] lines ca and [server] key skey. */
+static int
+load_ca(const char *ca, const char *skey, struct dbpki_cluster *c,
+    struct dbpki_err *e)
+{
+	char ini[2048];
+
+	snprintf(ini, sizeof(ini),
+	    "[cluster]\nname = t\nstate_dir = /var/lib/dbpki/t\n"
+	    "[ca]\n%s[server]\nkey = %s\n"
+	    "[node db1]\nhost = db1.example.com\naddress = 10.0.0.11\n"
+	    "role = primary\n",
+	    ca, skey);
+	memset(c, 0, sizeof(*c));
+	return cfg_load_string("t.ini", ini, c, e);
+}
+
+#define URI "pkcs11:token=dbpki;object=dbca?module-path=/usr/lib/m.so"
+
+/* [ca] key = pkcs11:...: what the inventory accepts and refuses, each
+ * refusal naming the fix. */
+static void
+test_p11_inventory(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	static const struct {
+		const char *ca, *skey, *msg;
+	} bad[] = {
+	    {"key = " URI "\n", "ec:P-256", "set pin_file too"},
+	    {"pin_file = /etc/p\n", "ec:P-256", "for a pkcs11: key only"},
+	    {"key = " URI "\npin_file = /etc/p\npassphrase_file = /etc/q\n",
+		"ec:P-256", "has no passphrase"},
+	    {"key = pkcs11:token=a;object=b;pin-value=1234\npin_file = "
+	     "/etc/p\n",
+		"ec:P-256", "no pin-value"},
+	    {"key = pkcs11:token=a b;object=c\npin_file = /etc/p\n", "ec:P-256",
+		"percent-encode"},
+	    {"", URI, "not an accepted key"},
+	};
+	size_t i;
+
+	(void)state;
+	assert_non_null(c);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err_clear(&e);
+		assert_int_not_equal(load_ca(bad[i].ca, bad[i].skey, c, &e), 0);
+		if (strstr(e.msg, bad[i].msg) == NULL)
+			fail_msg(
+			    "case %zu: '%s' lacks '%s'", i, e.msg, bad[i].msg);
+	}
+	ok(&e, load_ca("key = " URI "\npin_file = /etc/p\n"
+		       "token_key_type = ec:P-384\n",
+		   "ec:P-256", c, &e));
+	assert_string_equal(c->ca_key.uri, URI);
+	assert_string_equal(c->ca_pin_file, "/etc/p");
+	assert_int_equal(c->ca_token_key_type.alg, KEY_EC_P384);
+	ok(&e, load_ca("plaintext_key = accepted\n", "ec:P-256", c, &e));
+	assert_int_equal(c->ca_plaintext_key, 1);
+	assert_int_not_equal(
+	    load_ca("plaintext_key = yes\n", "ec:P-256", c, &e), 0);
+	free(c);
+}
+
+/* URIs the store cannot use are refused before any module is loaded. */
+static void
+test_p11_uri(void **state)
+{
+	struct dbpki_cluster *c = calloc(1, sizeof(*c));
+	struct dbpki_err e;
+	EVP_PKEY *k = NULL;
+	char out[CFG_PATH];
+	static const struct {
+		const char *uri, *msg;
+	} bad[] = {
+	    {"pkcs11:token=dbpki?module-path=/m.so",
+		"name the token and the key"},
+	    {"pkcs11:token=dbpki;object=dbca", "absolute path"},
+	    {"pkcs11:token=dbpki;object=dbca?module-path=m.so",
+		"absolute path"},
+	    {"pkcs11:token=db%2;object=dbca?module-path=/m.so", "bad value"},
+	    {"pkcs11:token=db%00;object=x?module-path=/m.so", "bad value"},
+	    {"pkcs11:token=a;object=b;type=public?module-path=/m.so",
+		"type must be private"},
+	    {"pkcs11:token;object=b?module-path=/m.so", "NAME=VALUE"},
+	};
+	size_t i;
+
+	(void)state;
+	assert_non_null(c);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err_clear(&e);
+		assert_int_equal(
+		    pki_p11_load(c, bad[i].uri, &k, &e), DBPKI_E_CONFIG);
+		assert_null(k);
+		if (strstr(e.msg, bad[i].msg) == NULL)
+			fail_msg(
+			    "case %zu: '%s' lacks '%s'", i, e.msg, bad[i].msg);
+	}
+	/* A rollover's key: the label with a suffix, the rest unchanged. */
+	assert_int_equal(
+	    pki_p11_derive(URI, "20261204T175300Z", out, sizeof(out)), 0);
+	assert_string_equal(out, "pkcs11:token=dbpki;object=dbca-"
+				 "20261204T175300Z?module-path=/usr/lib/m.so");
+	assert_int_equal(
+	    pki_p11_derive("pkcs11:object=k;token=t", "x", out, sizeof(out)),
+	    0);
+	assert_string_equal(out, "pkcs11:object=k-x;token=t");
+	assert_int_equal(
+	    pki_p11_derive("pkcs11:token=t", "x", out, sizeof(out)), -1);
+	free(c);
+}
+
 int
 main(void)
 {
@@ -298,6 +411,8 @@ main(void)
 	    cmocka_unit_test(test_old_keys_still_open),
 	    cmocka_unit_test(test_scrypt_is_strong),
 	    cmocka_unit_test(test_decrypt_once),
+	    cmocka_unit_test(test_p11_inventory),
+	    cmocka_unit_test(test_p11_uri),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
