@@ -18,7 +18,7 @@ primary)
 	if [ -f "$PGDATA/standby.signal" ]; then
 		die "$PGDATA is a standby (standby.signal exists) but the inventory says $NODE is the primary; refusing (see: dbpki rotate, which finds the real primary)"
 	fi
-	say "primary: left running; initialize (rotate: restart) restarts it once with the new settings"
+	say "primary: left running; initialize (rotate: restart) applies the new settings with at most one restart"
 	;;
 client)
 	if [ -f "$CERT_DIR/pg_service.conf" ]; then
