@@ -209,6 +209,31 @@ engine_signal_error(const char *signal, struct dbpki_err *e)
 	return err_set(e, DBPKI_E_REMOTE, "killed by signal %s", name);
 }
 
+/* Lines "NODE: warning: ..." of the output (a debian cluster's start.conf
+ * says manual, an admin's pg_hba rule could admit what dbpki's refuse):
+ * shown as warnings, since the summary shows only the node's last line. */
+static void
+output_warnings(
+    struct engine_run *r, const struct ssh_result *sr, const char *node)
+{
+	const char *s = sr->out, *nl;
+	char pre[CFG_NAME + 16], line[512];
+	size_t plen, len;
+
+	snprintf(pre, sizeof(pre), "%s: warning: ", node);
+	plen = strlen(pre);
+	for (; s != NULL && *s != '\0'; s = nl ? nl + 1 : NULL) {
+		nl = strchr(s, '\n');
+		len = nl ? (size_t)(nl - s) : strlen(s);
+		if (len <= plen || strncmp(s, pre, plen) != 0)
+			continue;
+		log_sanitize(line, sizeof(line), s + plen, len - plen, 0);
+		pthread_mutex_lock(&r->mu);
+		log_warn("%s: %s", node, line); /* dbpki: warning: NODE: ... */
+		pthread_mutex_unlock(&r->mu);
+	}
+}
+
 static int
 run_action(struct engine_run *r, struct engine_node *en, const char *action,
     struct engine_result *res, struct dbpki_err *e)
@@ -227,6 +252,7 @@ run_action(struct engine_run *r, struct engine_node *en, const char *action,
 	output_tail(&sr, res->tail, sizeof(res->tail));
 	output_note(res->tail, en->n->name, res->note, sizeof(res->note));
 	output_downtime(&sr, res);
+	output_warnings(r, &sr, en->n->name);
 	if (rc == 0 && !ssh_result_ok(&sr, ENGINE_SENTINEL)) {
 		if (sr.signal != NULL)
 			rc = engine_signal_error(sr.signal, e);

@@ -296,6 +296,24 @@ write_block() {
 	printf '%s\n' "$wb_new" | atomic_write "$1" "$(stat -c %a "$1")"
 }
 
+# debian: the admin's rules below dbpki's block that could admit what
+# dbpki's would refuse (TCP without a dbca certificate from outside the
+# loopback), one warning each with file:line; they are kept, not changed.
+admin_rules_report() {
+	awk -v e="$END_MARK" -v f="$1" '
+		$0 == e { below = 1; next }
+		!below || /^[[:space:]]*(#|$)/ { next }
+		$1 ~ /^host/ {
+			if ($4 ~ /^(127\.0\.0\.1\/32|::1\/128|localhost|samehost)$/) next
+			# host DB USER ADDRESS [MASK] METHOD [OPTIONS]
+			m = ($5 ~ /^[0-9.]+$/ || $5 ~ /:/) ? $6 : $5
+			if (m == "reject" || m == "cert") next
+			printf "%s:%d: %s\n", f, NR, $0
+		}' "$1" | while IFS= read -r r; do
+		say "warning: an admin rule below dbpki's block could admit connections dbpki's rules refuse (kept as it is): $r"
+	done
+}
+
 # dbpki's settings.  pgdata: a file in cert_dir included from
 # postgresql.conf (one marked line), pg_hba and pg_ident of its own.
 # debian: conf.d/dbpki.conf, and dbpki's block at the top of the cluster's
@@ -354,6 +372,7 @@ write_pg_conf() {
 	} | atomic_write "$CONF_FILE" 600
 	if [ "$LAYOUT" = debian ]; then
 		hba_rules | write_block "$HBA_FILE"
+		admin_rules_report "$HBA_FILE"
 		printf '%s\n' "dbpki $me $DB_USER" "dbpki $me $me" | write_block "$IDENT_FILE"
 		return 0
 	fi

@@ -196,3 +196,18 @@ sh "$work/t.sh" >"$work/out" 2>"$work/err" || fail "certs.sh (new files): $(cat 
 [ "$(readlink "$C/current")" = releases/r2 ] && [ "$(readlink "$C/previous")" = releases/r0 ] ||
 	fail "certs.sh did not switch to a release with new files"
 echo "ok: certs.sh leaves a converged node alone (same files: the upload removed, nothing switched)"
+
+# 7. The admin's rules that could admit what dbpki's refuse are reported
+# with file:line (kept as they are); loopback, reject and cert ones are not.
+reset_node
+printf '%s\n' "host all all 0.0.0.0 0.0.0.0 reject" "hostssl all all 0.0.0.0/0 cert" \
+	"host all all 192.168.0.0 255.255.0.0 md5" "hostnossl all all ::/0 trust" >>"$etc/15/main/pg_hba.conf"
+render auto "" auto keep 'write_pg_conf'
+node || fail "write_pg_conf with admin rules: $(cat "$work/err")"
+grep "warning: an admin rule" "$work/out" | sed 's/.*(kept as it is): //' >"$work/rules"
+h=/etc/postgresql/15/main/pg_hba.conf
+off=$(grep -n '^# END dbpki$' "$etc/15/main/pg_hba.conf" | cut -d: -f1)
+printf '%s\n' "$h:$((off + 4)): host all app 10.0.0.0/8 scram-sha-256" \
+	"$h:$((off + 7)): host all all 192.168.0.0 255.255.0.0 md5" "$h:$((off + 8)): hostnossl all all ::/0 trust" |
+	cmp -s - "$work/rules" || fail "admin rules reported: $(cat "$work/rules")"
+echo "ok: the admin's rules that could admit what dbpki's refuse are listed with file:line"

@@ -30,6 +30,10 @@ printf '%s\n' "# started by something else" manual >"$(nfs r1)$CONF/start.conf"
 
 out=$(dbpki bootstrap -c "$INI" 2>&1) || fail "bootstrap failed: $out"
 hba="$(nfs p1)$CONF/pg_hba.conf"
+ln=$(grep -n '^host all app 10.0.0.0/8 scram-sha-256$' "$hba" | cut -d: -f1)
+grep -q "^dbpki: warning: p1: an admin rule below dbpki's block could admit connections dbpki's rules refuse (kept as it is): $CONF/pg_hba.conf:$ln: host all app 10.0.0.0/8 scram-sha-256$" <<<"$out" ||
+	fail "bootstrap did not warn about the admin's rule at $CONF/pg_hba.conf:$ln: $out"
+grep -q "^dbpki: warning: r1: $CONF/start.conf says 'manual'" <<<"$out" || fail "bootstrap did not warn about r1's start.conf: $out"
 head -n 1 "$hba" | grep -q '^# BEGIN dbpki' || fail "p1's hba file does not start with dbpki's block"
 grep -qx "host all app 10.0.0.0/8 scram-sha-256" <<<"$(sed -n '/^# END dbpki$/,$p' "$hba")" ||
 	fail "the admin's rule is not below dbpki's block"
