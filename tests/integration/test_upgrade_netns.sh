@@ -24,7 +24,10 @@ OLD=$("$DBPKI_ROOT/tests/lab/baseline.sh" f841af3) || fail "tests/lab/baseline.s
 old_dbpki() { adm env -u DBPKI_TEMPLATES -u DBPKI_PLAYBOOKS "$OLD" "$@"; }
 
 netlab_up node1:primary:pgdata node2:replica:pgdata node3:client
-! grep -q '^layout' "$INI" || fail "the inventory names a layout; f841af3 knew none"
+# The inventory a user of f841af3 had: without the keys added since (the
+# lab's [ca] plaintext_key), which f841af3 refuses as unknown.
+sed -i '/^plaintext_key[[:space:]]*=/d' "$INI"
+! grep -Eq '^(layout|plaintext_key)' "$INI" || fail "the inventory holds keys f841af3 did not know"
 
 rc=0
 old_dbpki bootstrap -c "$INI" >"$LAB/old-bootstrap.txt" 2>&1 || rc=$?
