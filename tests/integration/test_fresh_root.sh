@@ -103,7 +103,9 @@ for p in "${purge[@]}"; do
 	[ "$(in_root dpkg-query -W -f='${Essential}' "$p" 2>/dev/null)" != yes ] ||
 		fail "purging deps.sh's packages would remove the Essential package $p"
 done
-logged purge apt-get purge -y -q "${purge[@]}"
+# sudo's prerm refuses when root has no password unless told: this root is
+# a throwaway overlay, and deps.sh installs sudo again.
+logged purge env SUDO_FORCE_REMOVE=yes apt-get purge -y -q "${purge[@]}"
 step "autoremove"
 logged autoremove apt-get autoremove --purge -y -q
 rm -rf "$F/etc/postgresql" "$F/etc/postgresql-common" "$F/var/lib/postgresql" \
@@ -123,6 +125,10 @@ mkdir -p "$F/root/dbpki"
 tar -C "$R" --exclude='./build*' --exclude=./dbpki --exclude=./tmp \
 	--exclude=./tests/lab/run -cf - . | tar -C "$F/root/dbpki" -xf -
 logged apt-make apt-get install -y -q make
+# The demo's machines keep their /etc overlays in /var/tmp/dbpki-demo, and
+# an overlay cannot have its upper layer on this root's own overlayfs: on a
+# real machine /var/tmp is a disk, here a tmpfs gone with this namespace.
+mount -t tmpfs -o mode=1777 tmpfs "$F/var/tmp"
 logged make-demo sh -c 'cd /root/dbpki && make demo'
 grep -q '^deps: installing ' "$LOGS/make-demo.log" ||
 	fail "make demo did not install the packages itself (no 'deps: installing' line)"

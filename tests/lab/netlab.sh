@@ -300,14 +300,21 @@ power_on() { # NODE: start its namespaces and init (wait_booted waits for the bo
 		/bin/bash "$nd/ctl/setup.sh" "$DIR" "$n" </dev/null >>"$nd/console.log" 2>&1 &
 	upid=$!
 	echo "$upid" >"$nd/unshare.pid"
-	for i in $(seq 1 500); do
+	# Up to 30 s: generous for a loaded machine; a node whose setup fails
+	# ends the wait at once (alive below).
+	for i in $(seq 1 3000); do
 		ipid=$(cat "/proc/$upid/task/$upid/children" 2>/dev/null || true)
 		ipid=${ipid%% *}
 		[ -n "$ipid" ] && break
 		alive "$upid" || break
 		sleep 0.01
 	done
-	[[ $ipid =~ ^[0-9]+$ ]] || die "$n: its PID 1 did not start; see $nd/console.log"
+	if ! [[ $ipid =~ ^[0-9]+$ ]]; then
+		# The console log goes with a lab torn down after a failure (a test's
+		# tmpfs root): show its end here.
+		tail -n 15 "$nd/console.log" 2>/dev/null | sed "s/^/netlab: $n console: /" >&2 || true
+		die "$n: its PID 1 did not start; see $nd/console.log"
+	fi
 	echo "$ipid" >"$nd/init.pid"
 }
 
@@ -358,6 +365,11 @@ cmd_up() {
 	DIR=$(cd "$DIR" && pwd -P)
 	case $DIR/ in /tmp/* | /run/*) die "$DIR: a lab directory may not lie under /tmp or /run (nodes get their own); use mktemp -d /var/tmp/netlab.XXXXXX" ;; esac
 	[ -z "$(ls -A "$DIR")" ] || die "$DIR is not empty (a lab already up there? run: netlab.sh down --dir $DIR)"
+	# Each node's /etc is an overlay whose upper layer lives in DIR, and the
+	# kernel refuses (or, seen once, only sometimes accepts) an overlayfs
+	# upper layer on overlayfs: say so before any node is half made.
+	[ "$(stat -f -c %T "$DIR")" != overlayfs ] ||
+		die "$DIR is on overlayfs, which cannot hold the nodes' /etc overlays; choose a directory on another filesystem (a tmpfs will do)"
 	local t
 	for t in ip nsenter unshare setsid ssh-keygen /usr/sbin/sshd pg_createcluster pg_ctlcluster; do
 		command -v "$t" >/dev/null || die "$t missing; run: make deps"
@@ -468,7 +480,10 @@ cmd_up() {
 	done
 	local j
 	for j in "${jobs[@]}"; do
-		wait "${j%%:*}" || die "${j#*:}: pg_createcluster failed; see $DIR/nodes/${j#*:}/createcluster.log"
+		wait "${j%%:*}" || {
+			tail -n 15 "$DIR/nodes/${j#*:}/createcluster.log" | sed "s/^/netlab: ${j#*:} pg_createcluster: /" >&2
+			die "${j#*:}: pg_createcluster failed; see $DIR/nodes/${j#*:}/createcluster.log"
+		}
 	done
 	trap - EXIT
 	echo "netlab: ${#names[@]} node(s) up in $DIR (admin $NET4.10): $NODES"
@@ -507,8 +522,12 @@ node_exec() { # NODE CMD...: run CMD as root inside the node
 	local n=$1 ipid
 	shift
 	ipid=$(init_pid "$n") || die "$n is not running (see $DIR/nodes/$n/console.log)"
+	# -r: the node's root is its PID 1's.  Entering a mount namespace
+	# otherwise sets the root to that namespace's root mount, which escapes
+	# a chroot the lab runs in (test_fresh_root's), and the node then saw
+	# the machine's /etc/postgresql instead of its own.
 	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		nsenter -t "$ipid" -m -u -i -n -p --wdns=/ -- "$@"
+		nsenter -t "$ipid" -m -u -i -n -p -r --wdns=/ -- "$@"
 }
 
 admin_exec() { # CMD...: run CMD in the admin namespace with the lab's /etc/hosts
