@@ -63,8 +63,25 @@ fi
 "${sudo[@]}" apt-get update -qq
 # Debian's postgresql-common would create and start a cluster of its own on
 # port 5432; the lab runs its own servers, so skip that one.
-if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+cc=/etc/postgresql-common/createcluster.conf
+wrote_cc=0
+if [ ! -e $cc ]; then
 	"${sudo[@]}" mkdir -p /etc/postgresql-common
-	echo "create_main_cluster = false" | "${sudo[@]}" tee /etc/postgresql-common/createcluster.conf >/dev/null
+	echo "create_main_cluster = false" | "${sudo[@]}" tee $cc >/dev/null
+	wrote_cc=1
 fi
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confold "${missing[@]}"
+# postgresql-common kept that one line (confold), but every other default
+# of its template matters to clusters made later, the lab's stock `main`
+# among them: add_include_dir = 'conf.d' above all, without which
+# postgresql.conf reads no conf.d.  So: the package's template, plus the
+# one line.
+tpl=/usr/share/postgresql-common/createcluster.conf
+if [ $wrote_cc = 1 ] && [ -f $tpl ]; then
+	{
+		cat $tpl
+		echo
+		echo "# tests/lab/deps.sh (dbpki): no main cluster at install"
+		echo "create_main_cluster = false"
+	} | "${sudo[@]}" tee $cc >/dev/null
+fi
