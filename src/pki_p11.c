@@ -186,13 +186,13 @@ p11_reason(void)
 /* At exit: log out, close the sessions, C_Finalize, unload (a module may
  * keep state until C_Finalize; every EVP_PKEY is freed by then). */
 static void
-p11_close(void)
+p11_teardown(void)
 {
-	pthread_mutex_lock(&p11.mu);
 	if (p11.ctx != NULL) {
 		if (p11.slots != NULL)
 			PKCS11_release_all_slots(
 			    p11.ctx, p11.slots, p11.n_slots);
+		/* libp11 crashes unloading a module it failed to load. */
 		if (p11.loaded)
 			PKCS11_CTX_unload(p11.ctx);
 		PKCS11_CTX_free(p11.ctx);
@@ -201,6 +201,13 @@ p11_close(void)
 	p11.ctx = NULL;
 	p11.slots = p11.slot = NULL;
 	p11.n_slots = 0;
+}
+
+static void
+p11_close(void)
+{
+	pthread_mutex_lock(&p11.mu);
+	p11_teardown();
 	pthread_mutex_unlock(&p11.mu);
 }
 
@@ -288,16 +295,7 @@ p11_open(
 	p11.login = 1;
 	return 0;
 fail:
-	if (p11.slots != NULL)
-		PKCS11_release_all_slots(p11.ctx, p11.slots, p11.n_slots);
-	/* libp11 crashes unloading a module it failed to load. */
-	if (p11.loaded)
-		PKCS11_CTX_unload(p11.ctx);
-	PKCS11_CTX_free(p11.ctx);
-	p11.loaded = 0;
-	p11.ctx = NULL;
-	p11.slots = p11.slot = NULL;
-	p11.n_slots = 0;
+	p11_teardown();
 	return r;
 }
 
