@@ -400,8 +400,8 @@ duration_fail(struct parser *p, const struct field *f, int line,
 /* An RFC 7512 URI: printable ASCII without spaces, quotes or backslashes,
  * no pin-value (a PIN in the inventory; [ca] pin_file holds it). */
 static int
-set_p11_uri(struct parser *p, void *dst, const char *v, int line,
-    const char *where)
+set_p11_uri(
+    struct parser *p, void *dst, const char *v, int line, const char *where)
 {
 	struct cfg_keyspec *k = dst;
 	const char *s;
@@ -869,8 +869,8 @@ check_cluster(struct parser *p)
 		    "PIN, a 0600 file)");
 	if (c->ca_key.uri[0] == '\0' && c->ca_pin_file[0] != '\0')
 		return pfail(p, 0, "[ca] pin_file is for a pkcs11: key only");
-	if (c->ca_key.uri[0] != '\0' &&
-	    (c->ca_passphrase_file[0] != '\0' || c->ca_passphrase_env[0] != '\0'))
+	if (c->ca_key.uri[0] != '\0' && (c->ca_passphrase_file[0] != '\0' ||
+					    c->ca_passphrase_env[0] != '\0'))
 		return pfail(p, 0,
 		    "[ca]: a pkcs11: key has no passphrase (drop "
 		    "passphrase_file/passphrase_env; the PIN is pin_file)");
@@ -1001,9 +1001,8 @@ cfg_check_trust(const struct dbpki_cluster *c, int flags, struct dbpki_err *e)
 	    (r = util_trust_path(
 		 c->ca_passphrase_file, "[ca] passphrase_file", flags, e)) != 0)
 		return r;
-	if (c->ca_pin_file[0] != '\0' &&
-	    (r = util_trust_path(c->ca_pin_file, "[ca] pin_file", flags, e)) !=
-		0)
+	if (c->ca_pin_file[0] != '\0' && (r = util_trust_path(c->ca_pin_file,
+					      "[ca] pin_file", flags, e)) != 0)
 		return r;
 	if ((r = trust_ssh(&c->ssh, "[ssh]", flags, e)) != 0)
 		return r;

@@ -90,7 +90,7 @@ struct dbpki_cluster {
 	int64_t ca_validity;               /* seconds */
 	char ca_passphrase_file[CFG_PATH]; /* optional */
 	char ca_passphrase_env[CFG_NAME];  /* optional: name of an env var */
-	int ca_plaintext_key; /* 0 "warn", 1 "accepted": a CA key in clear
+	int ca_plaintext_key;       /* 0 "warn", 1 "accepted": a CA key in clear
 				 is deliberate, no warning (docs/ca-key.md) */
 	char ca_pin_file[CFG_PATH]; /* the token's PIN, with a pkcs11: key */
 	struct cfg_keyspec ca_token_key_type; /* what ca init makes on it */

@@ -55,8 +55,8 @@ char *log_sanitize(
 /* The same for the end of src: as much of its last part as fits (whole
  * characters, after the last NUL), and at most max_lines lines of it when
  * max_lines > 0.  For the last words of a node's output. */
-char *log_sanitize_tail(char *dst, size_t dstsz, const char *src,
-    size_t srclen, int keep_nl, int max_lines);
+char *log_sanitize_tail(char *dst, size_t dstsz, const char *src, size_t srclen,
+    int keep_nl, int max_lines);
 
 /* Write s as a JSON string literal (with quotes) to f. */
 void log_json_string(FILE *f, const char *s);

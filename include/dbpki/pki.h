@@ -109,8 +109,8 @@ int pki_key_load_pem(
 
 /* The private key the URI names (exactly one object with that label);
  * the module is the one [ca] key names, when it is a pkcs11: URI. */
-int pki_p11_load(const struct dbpki_cluster *c, const char *uri,
-    EVP_PKEY **out, struct dbpki_err *e);
+int pki_p11_load(const struct dbpki_cluster *c, const char *uri, EVP_PKEY **out,
+    struct dbpki_err *e);
 
 /* Make a key pair of alg on the token with C_GenerateKeyPair (private:
  * CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE false, CKA_SIGN)
@@ -121,8 +121,8 @@ int pki_p11_generate(const struct dbpki_cluster *c, const char *uri,
 
 /* uri with "-suffix" appended to its object label (a rollover's new key:
  * the same token, the label with the date); -1 without object=. */
-int pki_p11_derive(const char *uri, const char *suffix, char *out,
-    size_t outsz);
+int pki_p11_derive(
+    const char *uri, const char *suffix, char *out, size_t outsz);
 
 /* ---- the one CA key interface (pki_store.c) ------------------------------
  * A new CA key and what the store keeps of it: a PEM file (dbca.key,

@@ -51,7 +51,8 @@ int util_mkdirs(const char *path, mode_t mode, struct dbpki_err *e);
 /* Flags for util_trust_path(). */
 #define UTIL_TP_DIR     0x1 /* path is a directory (else a regular file) */
 #define UTIL_TP_MISSING 0x2 /* path may not exist yet: check what exists */
-#define UTIL_TP_UNSEEN_OK 0x4 /* a path we may not even look at passes
+#define UTIL_TP_UNSEEN_OK                                                      \
+	0x4 /* a path we may not even look at passes
 				 (check as the monitoring user: the SSH
 				 identity under /root is none of its business) */
 
