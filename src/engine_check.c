@@ -449,22 +449,19 @@ prom_split(const char *path, char *dir, size_t dirsz, const char **base)
  * monitoring user, once under a sudo wildcard: any file as root).  So it
  * writes only a *.prom file, the only kind node_exporter's textfile
  * collector reads, into an existing directory, never through a symlink:
- * the directory is opened with O_NOFOLLOW, the temporary file is created
- * in it with O_EXCL (its ".name.prom.<random>.tmp" name is one the
- * collector ignores), fsynced, and renamed over the name, which replaces
- * a symlink rather than following it; a symlink or non-file already there
- * is refused.  0644: the node_exporter user must read it. */
+ * the directory is opened with O_NOFOLLOW and util_write_at() writes in
+ * it (its ".name.prom.<random>.tmp" temporary is a name the collector
+ * ignores; the rename replaces a symlink rather than following it); a
+ * symlink or non-file already there is refused. */
 static int
 prom_write_file(
     const char *path, const char *buf, size_t len, struct dbpki_err *e)
 {
-	char dir[PATH_MAX], tmp[NAME_MAX + 1], hex[17];
-	unsigned char rnd[8];
+	char dir[PATH_MAX];
 	const char *base;
 	struct stat st;
 	size_t n;
-	ssize_t w;
-	int dfd, fd = -1, r = 0;
+	int dfd, r;
 
 	if (prom_split(path, dir, sizeof(dir), &base) != 0)
 		return err_set(
@@ -490,36 +487,8 @@ prom_write_file(
 		    "not a regular file; remove it",
 		    path);
 	}
-	if (getentropy(rnd, sizeof(rnd)) != 0) {
-		close(dfd);
-		return err_sys(e, "--prometheus %.300s: no randomness", path);
-	}
-	util_hex(rnd, sizeof(rnd), hex);
-	snprintf(tmp, sizeof(tmp), ".%s.%s.tmp", base, hex);
-	fd = openat(dfd, tmp,
-	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd == -1) {
-		r = err_sys(e, "--prometheus: cannot create %s/%s", dir, tmp);
-		close(dfd);
-		return r;
-	}
-	/* open() honours the umask (077): the mode must be exact. */
-	r = fchmod(fd, 0644);
-	for (n = 0; r == 0 && n < len; n += (size_t)w)
-		if ((w = write(fd, buf + n, len - n)) < 0)
-			r = -1;
-	if (r == 0)
-		r = fsync(fd);
-	if (close(fd) != 0)
-		r = -1;
-	if (r == 0)
-		r = renameat(dfd, tmp, dfd, base);
-	if (r == 0)
-		r = fsync(dfd);
-	if (r != 0) {
-		r = err_sys(e, "--prometheus: cannot write %s", path);
-		unlinkat(dfd, tmp, 0);
-	}
+	/* 0644: the node_exporter user must read it. */
+	r = util_write_at(dfd, base, buf, len, 0644, 0, path, e);
 	close(dfd);
 	return r;
 }

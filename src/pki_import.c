@@ -1024,47 +1024,19 @@ export_dir(const char *path, const char *sp, int *dfd, const char **base,
 	return 0;
 }
 
-/* Write a temporary file in dfd and hard-link it to base: link() fails
- * when base exists, so an existing file is never replaced, and readers
- * never see a half-written one. */
+/* Created, never replaced: a file that appeared at base meanwhile is
+ * refused (util_write_at's link). */
 static int
 export_write(int dfd, const char *base, const char *sp,
     const unsigned char *pem, size_t len, struct dbpki_err *e)
 {
-	unsigned char rnd[8];
-	char tmp[NAME_MAX + 1], hex[17];
-	size_t off = 0;
-	ssize_t w;
-	int fd, r = 0;
+	int r = util_write_at(dfd, base, pem, len, 0644, 1, sp, e);
 
-	if (getentropy(rnd, sizeof(rnd)) != 0)
-		return err_sys(e, "no random bytes");
-	util_hex(rnd, sizeof(rnd), hex);
-	if (util_fmt(tmp, sizeof(tmp), ".dbpki-export.%s.tmp", hex) != 0)
-		return err_set(e, DBPKI_E_INTERNAL, "temporary name");
-	fd = openat(dfd, tmp,
-	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd == -1)
-		return err_sys(e, "%s: cannot create a temporary file", sp);
-	while (r == 0 && off < len) {
-		w = write(fd, pem + off, len - off);
-		if (w == -1 && errno != EINTR)
-			r = err_sys(e, "%s: cannot write", sp);
-		else if (w > 0)
-			off += (size_t)w;
+	if (r == DBPKI_E_EXISTS) {
+		err_clear(e);
+		return pki_refuse(e, DBPKI_E_CONFIG, sp, "must not exist",
+		    "it appeared while writing; nothing replaced");
 	}
-	if (r == 0 && (fchmod(fd, 0644) == -1 || fsync(fd) == -1))
-		r = err_sys(e, "%s: cannot write", sp);
-	if (close(fd) == -1 && r == 0)
-		r = err_sys(e, "%s: cannot write", sp);
-	if (r == 0 && linkat(dfd, tmp, dfd, base, 0) == -1)
-		r = errno == EEXIST
-			? pki_refuse(e, DBPKI_E_CONFIG, sp, "must not exist",
-			      "it appeared while writing; nothing replaced")
-			: err_sys(e, "%s: cannot create", sp);
-	unlinkat(dfd, tmp, 0);
-	if (r == 0 && fsync(dfd) == -1)
-		r = err_sys(e, "%s: cannot sync its directory", sp);
 	return r;
 }
 

@@ -168,9 +168,10 @@ write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* A fresh temporary file in dfd named .base.<16 hex>.tmp (the name
+ * pki_store_sweep() knows), created exclusively, never through a link. */
 static int
-open_temp(
-    const char *dir, const char *base, mode_t mode, char *tmp, size_t tmpsz)
+open_temp_at(int dfd, const char *base, mode_t mode, char *tmp, size_t tmpsz)
 {
 	unsigned char rnd[8];
 	char hex[17];
@@ -180,12 +181,11 @@ open_temp(
 		if (getentropy(rnd, sizeof(rnd)) != 0)
 			return -1;
 		util_hex(rnd, sizeof(rnd), hex);
-		if (util_fmt(tmp, tmpsz, "%s/.%s.%s.tmp", dir, base, hex) !=
-		    0) {
+		if (util_fmt(tmp, tmpsz, ".%s.%s.tmp", base, hex) != 0) {
 			errno = ENAMETOOLONG;
 			return -1;
 		}
-		fd = open(tmp,
+		fd = openat(dfd, tmp,
 		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 		if (fd != -1 || errno != EEXIST)
 			return fd;
@@ -193,63 +193,65 @@ open_temp(
 	return -1;
 }
 
-/* Write buf to a fresh temporary file beside path (dir/.base.<hex>.tmp),
- * with exactly mode, fsynced and closed; its name into tmp. */
-static int
-write_temp(const char *path, const void *buf, size_t len, mode_t mode,
-    char *dir, char *tmp, struct dbpki_err *e)
+int
+util_write_at(int dfd, const char *base, const void *buf, size_t len,
+    mode_t mode, int excl, const char *what, struct dbpki_err *e)
 {
-	const char *base;
-	int fd;
+	char tmp[NAME_MAX + 1];
+	int fd, r;
 
-	if (split_dir(path, dir, PATH_MAX, &base) != 0 || *base == '\0')
-		return err_set(e, DBPKI_E_SYS, "%s: bad path", path);
-	if ((fd = open_temp(dir, base, mode, tmp, PATH_MAX)) == -1)
+	if ((fd = open_temp_at(dfd, base, mode, tmp, sizeof(tmp))) == -1)
 		return err_sys(
-		    e, "cannot create a temporary file beside %s", path);
+		    e, "cannot create a temporary file beside %s", what);
 	/* open() honours the umask; the mode must be exact, never wider. */
 	if (fchmod(fd, mode) == -1 || write_all(fd, buf, len) == -1 ||
 	    fsync(fd) == -1) {
-		err_sys(e, "cannot write %s", tmp);
+		r = err_sys(e, "cannot write %s", what);
 		close(fd);
-		unlink(tmp);
-		return DBPKI_E_SYS;
+		unlinkat(dfd, tmp, 0);
+		return r;
 	}
 	if (close(fd) == -1) {
-		err_sys(e, "cannot write %s", tmp);
-		unlink(tmp);
-		return DBPKI_E_SYS;
-	}
-	return 0;
-}
-
-/* The temporary file replaces path (rename), or becomes it only when
- * path does not exist yet (excl: link(2), which fails when path exists,
- * even as a dangling symlink: of two writers racing for one name exactly
- * one wins, and a reader never sees a half-written file). */
-static int
-write_file(const char *path, const void *buf, size_t len, mode_t mode, int excl,
-    struct dbpki_err *e)
-{
-	char dir[PATH_MAX], tmp[PATH_MAX];
-	int r;
-
-	if ((r = write_temp(path, buf, len, mode, dir, tmp, e)) != 0)
+		r = err_sys(e, "cannot write %s", what);
+		unlinkat(dfd, tmp, 0);
 		return r;
-	if ((excl ? link(tmp, path) : rename(tmp, path)) == -1) {
+	}
+	if ((excl ? linkat(dfd, tmp, dfd, base, 0)
+		  : renameat(dfd, tmp, dfd, base)) == -1) {
 		r = errno;
-		unlink(tmp);
+		unlinkat(dfd, tmp, 0);
 		errno = r;
 		if (excl && r == EEXIST)
 			return err_set(e, DBPKI_E_EXISTS,
 			    "%s already exists; refusing to overwrite it",
-			    path);
-		return err_sys(e, "cannot %s %s to %s",
-		    excl ? "link" : "rename", tmp, path);
+			    what);
+		return err_sys(
+		    e, "cannot %s %s", excl ? "create" : "replace", what);
 	}
-	if (excl && unlink(tmp) == -1)
-		return err_sys(e, "cannot remove %s", tmp);
-	return util_fsync_dir(dir, e);
+	if (excl && unlinkat(dfd, tmp, 0) == -1)
+		return err_sys(
+		    e, "cannot remove the temporary file of %s", what);
+	if (fsync(dfd) == -1)
+		return err_sys(e, "cannot fsync the directory of %s", what);
+	return 0;
+}
+
+/* The path-based writers: the directory of path, opened once. */
+static int
+write_file(const char *path, const void *buf, size_t len, mode_t mode, int excl,
+    struct dbpki_err *e)
+{
+	char dir[PATH_MAX];
+	const char *base;
+	int dfd, r;
+
+	if (split_dir(path, dir, sizeof(dir), &base) != 0 || *base == '\0')
+		return err_set(e, DBPKI_E_SYS, "%s: bad path", path);
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return err_sys(e, "cannot open directory %s", dir);
+	r = util_write_at(dfd, base, buf, len, mode, excl, path, e);
+	close(dfd);
+	return r;
 }
 
 int

@@ -30,6 +30,15 @@
 int util_read_file(const char *path, size_t max, int flags, char **out,
     size_t *len, struct dbpki_err *e);
 
+/* Write buf as base in the open directory dfd: a temporary file created
+ * there exclusively (never through a link), with exactly mode, written and
+ * fsynced, then renamed over base (replacing it, a symlink included, never
+ * following one) or, with excl, linked to it (DBPKI_E_EXISTS when base
+ * exists: of two racing writers one wins); then the directory is fsynced.
+ * A reader never sees a half-written file.  what names base in errors. */
+int util_write_at(int dfd, const char *base, const void *buf, size_t len,
+    mode_t mode, int excl, const char *what, struct dbpki_err *e);
+
 /* Replace path atomically with buf: write a temporary file in the same
  * directory created with exactly `mode` (O_EXCL, O_NOFOLLOW), fsync, rename
  * over path, fsync the directory.  On failure path is untouched and the

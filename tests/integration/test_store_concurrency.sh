@@ -13,7 +13,7 @@
 #     status (it writes state_dir/verify/, the client key included).
 #  4. `issue --force` SIGKILLed just before it writes its index (gdb:
 #     a breakpoint on pki_index_save, then kill) leaves keys that no index
-#     line names; killed at its first rename(2), it leaves a .tmp file
+#     line names; killed at its first renameat(2), it leaves a .tmp file
 #     holding a key.  The next `issue` removes them all and never keeps an
 #     orphan.  Breakpoints, not races: deterministic.
 #  5. Two runs in the same second get different release ids that sort by
@@ -178,13 +178,13 @@ orphans() {
 }
 keys1=$(orphan_keys | wc -l)
 [ "$keys1" = 3 ] || fail "the issue killed before its index left $keys1 unrecorded keys, not 3"
-# Once more, killed at its first rename(2): the new key is still in its
+# Once more, killed at its first renameat(2) (util_write_at): the new key is still in its
 # temporary file.
-gdb -q -batch -ex 'set pagination off' -ex 'set breakpoint pending on' -ex 'break rename' -ex run -ex kill \
+gdb -q -batch -ex 'set pagination off' -ex 'set breakpoint pending on' -ex 'break renameat' -ex run -ex kill \
 	--args "$DBPKI" issue -c "$INI" --force >"$LAB/killed2.out" 2>&1 || true
-grep -Eq 'Breakpoint 1[.0-9]*, (0x[0-9a-f]+ in )?(__)?rename' "$LAB/killed2.out" ||
-	{ cat "$LAB/killed2.out"; fail "issue --force never reached rename under gdb"; }
-ls "$STATE"/keys/.*.tmp >/dev/null 2>&1 || fail "the issue killed at rename left no temporary key file"
+grep -Eq 'Breakpoint 1[.0-9]*, (0x[0-9a-f]+ in )?[_A-Za-z]*renameat\b' "$LAB/killed2.out" ||
+	{ cat "$LAB/killed2.out"; fail "issue --force never reached renameat under gdb"; }
+ls "$STATE"/keys/.*.tmp >/dev/null 2>&1 || fail "the issue killed at renameat left no temporary key file"
 tmp2=$(find "$STATE" -name '*.tmp' | wc -l)
 "$DBPKI" issue -c "$INI" >"$LAB/after.out" 2>&1 || { cat "$LAB/after.out"; fail "issue after the kill failed"; }
 left=$(orphans)
