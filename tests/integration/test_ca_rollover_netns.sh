@@ -57,10 +57,7 @@ old2=$(served_serial 2)
 
 # ---- load over the whole rollover ------------------------------------------
 adm "${PGENV[@]}" pgbench -i -s 1 -q >"$LAB/pgbench-init.txt" 2>&1 || { cat "$LAB/pgbench-init.txt"; fail "pgbench -i"; }
-adm "${PGENV[@]}" pgbench -C -c 2 -j 2 -T 40 -n >"$LAB/pgbench.txt" 2>&1 &
-PGB_PID=$!
-sleep 2
-kill -0 "$PGB_PID" 2>/dev/null || { cat "$LAB/pgbench.txt"; fail "pgbench did not start"; }
+pgbench_start "${PGENV[@]}" pgbench -C -c 2 -j 2 -T 40 -n
 
 rollover 1
 NEW_SERIAL=$(serial_of <"$ST/ca/next/dbca.crt")
@@ -78,17 +75,7 @@ if [ "$(served_serial 1)" = "$old1" ] || [ "$(served_serial 2)" = "$old2" ]; the
 pass "stage 2: every database node serves a leaf of the new CA"
 
 rollover 3
-kill -0 "$PGB_PID" 2>/dev/null || fail "pgbench ended before the rollover did; the load did not cover it"
-pgb_rc=0
-wait "$PGB_PID" || pgb_rc=$?
-PGB_PID=
-cat "$LAB/pgbench.txt"
-[ "$pgb_rc" = 0 ] || fail "pgbench exited $pgb_rc"
-! grep -Eiq 'error|abort|fatal|could not|failed:' "$LAB/pgbench.txt" || fail "pgbench reported errors"
-grep -q '^number of failed transactions: 0 (' "$LAB/pgbench.txt" || fail "pgbench reports failed transactions"
-done_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$LAB/pgbench.txt")
-[ "${done_tx:-0}" -gt 0 ] || fail "pgbench processed no transaction"
-pass "pgbench -C (by name, from the admin side) over the whole rollover: $done_tx transactions, 0 failed"
+pgbench_done rollover
 
 # ---- the result, seen from outside -----------------------------------------
 [ "$(serial_of <"$ST/ca/dbca.crt")" = "$NEW_SERIAL" ] || fail "the store's dbca is not the new CA"

@@ -234,20 +234,9 @@ adm "${PGENV[@]}" pgbench -i -s 1 -q >"$LAB/pgbench-init.txt" 2>&1 || { cat "$LA
 mark
 # A new TLS connection per transaction (-C); renew starts 1 s in and must
 # be over before pgbench is.
-adm "${PGENV[@]}" pgbench -C -c 2 -j 2 -T 12 -n >"$LAB/pgbench.txt" 2>&1 &
-PGB_PID=$!
-sleep 1
-kill -0 "$PGB_PID" 2>/dev/null || { cat "$LAB/pgbench.txt"; fail "pgbench did not start"; }
+pgbench_start "${PGENV[@]}" pgbench -C -c 2 -j 2 -T 12 -n
 run_dbpki "3. renew" renew --force
-kill -0 "$PGB_PID" 2>/dev/null || fail "3. pgbench ended before the renew did; the load did not cover it"
-pgb_rc=0
-wait "$PGB_PID" || pgb_rc=$?
-PGB_PID=
-[ "$pgb_rc" = 0 ] || { cat "$LAB/pgbench.txt"; fail "3. pgbench exited $pgb_rc"; }
-grep -q '^number of failed transactions: 0 (' "$LAB/pgbench.txt" || { cat "$LAB/pgbench.txt"; fail "3. pgbench reports failed transactions"; }
-done_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$LAB/pgbench.txt")
-[ "${done_tx:-0}" -gt 0 ] || fail "3. pgbench processed no transaction"
-pass "3. renew --force under pgbench -C: $done_tx transactions, 0 failed"
+pgbench_done "3. renew --force"
 no_restart_since_mark "3. renew --force"
 checks "3. renew --force"
 reboot_all "3. renew --force"

@@ -95,24 +95,11 @@ PGENV=(env PGHOST=node1.lab.test PGPORT=5432 PGUSER=postgres PGDATABASE=postgres
 adm "${PGENV[@]}" pgbench -i -s 1 -q >"$LAB/pgbench-init.txt" 2>&1 || { cat "$LAB/pgbench-init.txt"; fail "pgbench -i"; }
 # A new TLS connection per transaction (-C), 4 clients, for 15 s; the
 # renew starts 2 s in and must be over before pgbench is.
-adm "${PGENV[@]}" pgbench -C -c 4 -j 2 -T 15 -n >"$LAB/pgbench.txt" 2>&1 &
-PGB_PID=$!
-sleep 2
-kill -0 "$PGB_PID" 2>/dev/null || { cat "$LAB/pgbench.txt"; fail "pgbench did not start"; }
+pgbench_start "${PGENV[@]}" pgbench -C -c 4 -j 2 -T 15 -n
 rc=0
 dbpki renew -c "$INI" --force >"$LAB/force.out" 2>"$LAB/force.err" || rc=$?
 [ "$rc" = 0 ] || { cat "$LAB/force.err"; fail "renew --force exited $rc"; }
-kill -0 "$PGB_PID" 2>/dev/null || fail "pgbench ended before the renew did; the load did not cover it"
-pgb_rc=0
-wait "$PGB_PID" || pgb_rc=$?
-PGB_PID=
-cat "$LAB/pgbench.txt"
-[ "$pgb_rc" = 0 ] || fail "pgbench exited $pgb_rc"
-! grep -Eiq 'error|abort|fatal|could not|failed:' "$LAB/pgbench.txt" || fail "pgbench reported errors"
-grep -q '^number of failed transactions: 0 (' "$LAB/pgbench.txt" || fail "pgbench reports failed transactions"
-done_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$LAB/pgbench.txt")
-[ "${done_tx:-0}" -gt 0 ] || fail "pgbench processed no transaction"
-pass "pgbench -C (from the admin side, by name) over the whole renew: $done_tx transactions, 0 failed"
+pgbench_done renew
 
 grep -q '^renewed: every database node serves its new certificate' "$LAB/force.out" || { cat "$LAB/force.out"; fail "no result line"; }
 for n in 1 2 3; do

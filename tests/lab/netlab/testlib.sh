@@ -57,3 +57,28 @@ as() {
 }
 nfs() { echo "$LAB/nodes/$1/fs"; }
 naddr() { sed -n "s/^ADDR${2:-4}=//p" "$LAB/nodes/$1/ctl/node.conf"; }
+
+# Load through an operation: pgbench_start runs pgbench on the admin side in
+# the background (output $LAB/pgbench.txt, PID $PGB_PID, which the test's
+# on_exit kills); pgbench_done WHAT, after WHAT ran, asserts that the load
+# outlived it and that pgbench exited 0 with transactions and none failed.
+PGB_PID=
+pgbench_start() { # PGENV-and-pgbench-args...
+	adm "$@" >"$LAB/pgbench.txt" 2>&1 &
+	PGB_PID=$!
+	sleep 1
+	kill -0 "$PGB_PID" 2>/dev/null || { cat "$LAB/pgbench.txt"; fail "pgbench did not start"; }
+}
+pgbench_done() { # WHAT
+	local rc=0 done_tx
+	kill -0 "$PGB_PID" 2>/dev/null || fail "pgbench ended before the $1 did; the load did not cover it"
+	wait "$PGB_PID" || rc=$?
+	PGB_PID=
+	cat "$LAB/pgbench.txt"
+	[ "$rc" = 0 ] || fail "pgbench exited $rc"
+	! grep -Eiq 'error|abort|fatal|could not|failed:' "$LAB/pgbench.txt" || fail "pgbench reported errors"
+	grep -q '^number of failed transactions: 0 (' "$LAB/pgbench.txt" || fail "pgbench reports failed transactions"
+	done_tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$LAB/pgbench.txt")
+	[ "${done_tx:-0}" -gt 0 ] || fail "pgbench processed no transaction"
+	pass "pgbench -C (from the admin side, by name) over the whole $1: $done_tx transactions, 0 failed"
+}
